@@ -1,0 +1,42 @@
+"""resize: render every configured rendition from one decode and upload them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from imgpipe.config import resize_config
+from imgpipe.messages import SourceRef, facts_from_dict
+from imgpipe.stages.resize import render_upload
+from imgpipe.storage import ObjectStore
+from imgpipe.telemetry import correlate, count_outcome, count_rejections
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+CONFIG = resize_config()
+STORE = ObjectStore(boto3.client("s3"))
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context(correlation_id_path="execution", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    source = SourceRef.from_dict(event["source"])
+    image = facts_from_dict(event["image"]) if event.get("image") else None
+    correlate(logger, event, bucket=source.bucket, key=source.key, version_id=source.version_id)
+    with count_rejections(metrics, logger):
+        result = render_upload(STORE, source, image, CONFIG)
+    count_outcome(metrics, result.status, result.reason)
+    if result.status == "rendered":
+        metrics.add_metric(name="SourceBytes", unit=MetricUnit.Bytes, value=result.bytes_in)
+        metrics.add_metric(name="OutputBytes", unit=MetricUnit.Bytes, value=result.bytes_out)
+        metrics.add_metric(
+            name="RenditionsWritten", unit=MetricUnit.Count, value=len(result.renditions)
+        )
+    logger.info("resized", extra={"status": result.status, "renditions": len(result.renditions)})
+    return result.to_dict()

@@ -1,0 +1,37 @@
+"""store: write the manifest after every rendition exists; return the execution output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from imgpipe.config import store_config
+from imgpipe.messages import RenditionRecord, SourceRef, facts_from_dict
+from imgpipe.stages.store import store_manifest
+from imgpipe.storage import ObjectStore
+from imgpipe.telemetry import correlate, count_outcome
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+CONFIG = store_config()
+STORE = ObjectStore(boto3.client("s3"))
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context(correlation_id_path="execution", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    source = SourceRef.from_dict(event["source"])
+    image = facts_from_dict(event["image"])
+    renditions = tuple(RenditionRecord.from_dict(r) for r in event["renditions"])
+    correlate(logger, event, bucket=source.bucket, key=source.key, version_id=source.version_id)
+    outcome = store_manifest(
+        STORE, CONFIG.output, source, image, renditions, execution=event.get("execution")
+    )
+    count_outcome(metrics, outcome.status, outcome.reason)
+    logger.info("stored", extra={"manifest": outcome.manifest})
+    return outcome.to_dict()

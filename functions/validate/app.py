@@ -1,0 +1,40 @@
+"""validate: is this upload an image we can render? Decided from its header."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from imgpipe.config import validate_config
+from imgpipe.events import parse_s3_event
+from imgpipe.stages.validate import validate_upload
+from imgpipe.storage import ObjectStore
+from imgpipe.telemetry import correlate, count_outcome, count_rejections
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+CONFIG = validate_config()
+STORE = ObjectStore(boto3.client("s3"))
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context(correlation_id_path="execution", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    upload = parse_s3_event(event["event"])
+    correlate(logger, event, bucket=upload.bucket, key=upload.key, version_id=upload.version_id)
+    with count_rejections(metrics, logger):
+        verdict = validate_upload(STORE, upload, CONFIG.limits)
+    count_outcome(metrics, verdict.status, verdict.reason)
+    metrics.add_metric(
+        name="HeaderBytesRead", unit=MetricUnit.Bytes, value=verdict.header_bytes_read
+    )
+    logger.info(
+        "validated", extra={"status": verdict.status, "bytes_read": verdict.header_bytes_read}
+    )
+    return verdict.to_dict()

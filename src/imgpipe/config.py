@@ -1,0 +1,237 @@
+"""Configuration from the environment, parsed once at cold start.
+
+Every function reads only the variables it needs; a missing or malformed variable raises
+`ConfigError` naming it, so a bad deployment fails on its first invocation with a message
+that says what to fix instead of rendering with a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from imgpipe.errors import ConfigError
+from imgpipe.specs import OUTPUT_FORMATS, SOURCE_FORMATS, RenderSettings, RenditionSpec
+
+_RENDITION_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+class _Env:
+    """Typed accessors over an environment mapping; errors name the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self._environ.get(name, default)
+        if value is None:
+            msg = f"environment variable {name} is required"
+            raise ConfigError(msg)
+        return value
+
+    def integer(self, name: str, default: int | None = None, *, minimum: int = 0) -> int:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            if default is None:
+                msg = f"environment variable {name} is required"
+                raise ConfigError(msg)
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            msg = f"environment variable {name}={raw!r} is not an integer"
+            raise ConfigError(msg) from None
+        if value < minimum:
+            msg = f"environment variable {name}={value} is below the minimum {minimum}"
+            raise ConfigError(msg)
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            return default
+        lowered = raw.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        msg = f"environment variable {name}={raw!r} is not a boolean (true/false)"
+        raise ConfigError(msg)
+
+    def bucket(self, name: str) -> str:
+        value = self.text(name)
+        if not _BUCKET_NAME.fullmatch(value):
+            msg = f"environment variable {name}={value!r} is not a valid S3 bucket name"
+            raise ConfigError(msg)
+        return value
+
+    def prefix(self, name: str) -> str:
+        value = self.text(name, "")
+        # Prefixes are joined verbatim to escaped keys; a prefix made of "." or ".."
+        # segments would break the no-dot-segments promise of the output keys.
+        if value and not value.endswith("/"):
+            value += "/"
+        if any(seg in ("", ".", "..") for seg in value.split("/")[:-1]):
+            msg = f"environment variable {name}={value!r} has empty, '.' or '..' segments"
+            raise ConfigError(msg)
+        return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Budgets enforced from the header, before anything is decoded."""
+
+    max_bytes: int
+    max_pixels: int
+    max_frames: int
+    allowed_formats: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OutputLocation:
+    bucket: str
+    prefix: str
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    limits: Limits
+
+
+@dataclass(frozen=True)
+class ResizeConfig:
+    limits: Limits
+    output: OutputLocation
+    render: RenderSettings
+    cache_control: str
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    output: OutputLocation
+
+
+def _limits(env: _Env) -> Limits:
+    raw_formats = env.text("ALLOWED_FORMATS", ",".join(SOURCE_FORMATS))
+    formats = tuple(f.strip().upper() for f in raw_formats.split(",") if f.strip())
+    unknown = [f for f in formats if f not in SOURCE_FORMATS]
+    if unknown or not formats:
+        msg = (
+            f"environment variable ALLOWED_FORMATS={raw_formats!r}: "
+            f"choose from {', '.join(SOURCE_FORMATS)}"
+        )
+        raise ConfigError(msg)
+    return Limits(
+        max_bytes=env.integer("MAX_SOURCE_BYTES", 50 * 1024 * 1024, minimum=1),
+        max_pixels=env.integer("MAX_SOURCE_PIXELS", 100_000_000, minimum=1),
+        max_frames=env.integer("MAX_FRAMES", 500, minimum=1),
+        allowed_formats=formats,
+    )
+
+
+def parse_renditions(
+    sizes: str, formats: str, qualities: Mapping[str, int]
+) -> tuple[RenditionSpec, ...]:
+    """`thumb:320,medium:1024` x `webp,jpeg` -> one spec per (size, format) pair."""
+    parsed_formats: list[str] = []
+    for raw in formats.split(","):
+        fmt = raw.strip().upper()
+        if fmt == "JPG":
+            fmt = "JPEG"
+        if fmt not in OUTPUT_FORMATS:
+            msg = (
+                f"environment variable OUTPUT_FORMATS={formats!r}: {raw.strip()!r} is not "
+                f"one of {', '.join(f.lower() for f in OUTPUT_FORMATS)}"
+            )
+            raise ConfigError(msg)
+        if fmt not in parsed_formats:
+            parsed_formats.append(fmt)
+    if not parsed_formats:
+        msg = "environment variable OUTPUT_FORMATS is empty"
+        raise ConfigError(msg)
+
+    specs: list[RenditionSpec] = []
+    seen: set[str] = set()
+    for item in sizes.split(","):
+        name, sep, size_text = item.strip().partition(":")
+        if not sep or not _RENDITION_NAME.fullmatch(name) or not size_text.isdigit():
+            msg = (
+                f"environment variable RENDITIONS={sizes!r}: {item.strip()!r} is not "
+                "name:size (name: lowercase letters, digits, '-')"
+            )
+            raise ConfigError(msg)
+        if name in seen or name == "manifest":
+            msg = (
+                f"environment variable RENDITIONS={sizes!r}: "
+                f"name {name!r} is used twice or reserved"
+            )
+            raise ConfigError(msg)
+        seen.add(name)
+        size = int(size_text)
+        if not 1 <= size <= 16384:
+            msg = f"environment variable RENDITIONS={sizes!r}: size {size} is not in 1..16384"
+            raise ConfigError(msg)
+        specs.extend(RenditionSpec(name, size, fmt, qualities[fmt]) for fmt in parsed_formats)
+    return tuple(specs)
+
+
+def _background(env: _Env) -> tuple[int, int, int]:
+    raw = env.text("BACKGROUND_COLOR", "#ffffff")
+    match = _HEX_COLOUR.fullmatch(raw.strip())
+    if not match:
+        msg = f"environment variable BACKGROUND_COLOR={raw!r} is not a #rrggbb colour"
+        raise ConfigError(msg)
+    value = int(match.group(1), 16)
+    return (value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF
+
+
+def _quality(env: _Env, name: str, default: int) -> int:
+    value = env.integer(name, default, minimum=1)
+    if value > 100:
+        msg = f"environment variable {name}={value} is above 100"
+        raise ConfigError(msg)
+    return value
+
+
+def validate_config(environ: Mapping[str, str] | None = None) -> ValidateConfig:
+    env = _Env(os.environ if environ is None else environ)
+    return ValidateConfig(limits=_limits(env))
+
+
+def resize_config(environ: Mapping[str, str] | None = None) -> ResizeConfig:
+    env = _Env(os.environ if environ is None else environ)
+    limits = _limits(env)
+    qualities = {
+        "JPEG": _quality(env, "JPEG_QUALITY", 82),
+        "WEBP": _quality(env, "WEBP_QUALITY", 80),
+        "AVIF": _quality(env, "AVIF_QUALITY", 60),
+        "PNG": 100,
+    }
+    renditions = parse_renditions(
+        env.text("RENDITIONS", "thumb:320,medium:1024,large:2048"),
+        env.text("OUTPUT_FORMATS", "webp,jpeg"),
+        qualities,
+    )
+    render = RenderSettings(
+        renditions=renditions,
+        background=_background(env),
+        allow_upscale=env.boolean("ALLOW_UPSCALE", default=False),
+        max_pixels=limits.max_pixels,
+    )
+    return ResizeConfig(
+        limits=limits,
+        output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX")),
+        render=render,
+        cache_control=env.text("CACHE_CONTROL", "public, max-age=31536000, immutable"),
+    )
+
+
+def store_config(environ: Mapping[str, str] | None = None) -> StoreConfig:
+    env = _Env(os.environ if environ is None else environ)
+    return StoreConfig(
+        output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX"))
+    )

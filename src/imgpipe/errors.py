@@ -1,0 +1,83 @@
+"""The pipeline's domain errors.
+
+The state machine catches these by class name (Lambda reports the exception's class
+name as the error type), so a class name is part of the public interface: renaming
+one is a breaking change to `statemachine/pipeline.asl.json` and to the `reason.code`
+that downstream consumers read.
+
+Two families:
+
+* `ImageRejected` -- the upload itself is unacceptable. The execution ends with
+  status `rejected`; retrying would give the same answer.
+* `TransientError` -- the pipeline could not finish now but may later (throttling,
+  5xx). The state machine retries these with backoff and fails when retries run out.
+
+Anything else is a bug or a misconfiguration and fails the execution.
+"""
+
+from __future__ import annotations
+
+
+class ImgpipeError(Exception):
+    """Base class of every error the pipeline raises on purpose."""
+
+
+class ConfigError(ImgpipeError):
+    """An environment variable is missing or malformed (raised at cold start)."""
+
+
+class InvalidEvent(ImgpipeError):
+    """The state machine input is not an S3 "Object Created"/"Object Deleted" event.
+
+    Not a rejection: it means the rule or the caller is misconfigured, so it fails the
+    execution for someone to look at.
+    """
+
+
+class RenditionMissing(ImgpipeError):
+    """A rendition the resize step reported is not in the output bucket (or differs)."""
+
+
+class ImageRejected(ImgpipeError):
+    """The source object cannot be turned into renditions; never retried."""
+
+    @property
+    def code(self) -> str:
+        return type(self).__name__
+
+
+class EmptyObject(ImageRejected):
+    """The object has no bytes."""
+
+
+class UnsupportedFormat(ImageRejected):
+    """The bytes are not an image in a format on the allow-list."""
+
+
+class CorruptImage(ImageRejected):
+    """The bytes claim to be an image but the header or data is damaged."""
+
+
+class ObjectTooLarge(ImageRejected):
+    """The object is larger than the byte budget."""
+
+
+class TooManyPixels(ImageRejected):
+    """Width x height exceeds the pixel budget (decompression-bomb guard)."""
+
+
+class TooManyFrames(ImageRejected):
+    """An animation has more frames than the frame budget allows."""
+
+
+class KeyNotRenderable(ImageRejected):
+    """The source key cannot be mapped to output keys within S3's key length."""
+
+
+class TransientError(ImgpipeError):
+    """A dependency failed in a way that is worth retrying (throttling, 5xx)."""
+
+
+# The names the state machine routes to its rejection path. Kept next to the classes so
+# a test can check the ASL's Catch lists stay in step with this module.
+REJECTION_ERRORS: tuple[str, ...] = tuple(cls.__name__ for cls in ImageRejected.__subclasses__())

@@ -1,0 +1,549 @@
+"""The imaging core: source bytes and settings in, image facts and encoded renditions out.
+
+Pure: no boto3, no event shapes, no environment. Decisions and measurements behind the
+constants below are in docs/imaging.md.
+
+Flow of `render`:
+
+1. `Image.open` reads the header only; the pixel budget is enforced there, before any
+   pixel is decoded (ours and Pillow's decompression-bomb limit).
+2. JPEG sources get `draft()` so libjpeg decodes at 1/2, 1/4 or 1/8 scale when the
+   largest rendition allows it (the EXIF orientation is read from the header first so
+   the requested box is in the stored, not the displayed, orientation).
+3. One `load()`; everything after works on that single decode.
+4. Convert to 8-bit sRGB (ICC via ImageCms when the source embeds a profile).
+5. Resize in the stored orientation, premultiplied when there is alpha, from the
+   smallest already-made image that is still comfortably larger than the target.
+6. Per rendition: un-premultiply or flatten, apply the EXIF orientation to the small
+   result, drop every piece of metadata and encode.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import io
+import logging
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PIL import Image, UnidentifiedImageError
+
+from imgpipe.errors import CorruptImage, TooManyPixels, UnsupportedFormat
+from imgpipe.specs import (
+    OUTPUT_FORMATS,
+    SOURCE_FORMATS,
+    ImageFacts,
+    RenderedImage,
+    RenderSettings,
+    RenditionSpec,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from PIL.ImageCms import ImageCmsProfile
+    from PIL.ImageFile import ImageFile
+
+__all__ = ["render"]
+
+_LOG = logging.getLogger(__name__)
+
+# Importing one plugin registers it; naming the plugin keeps `Image.open(formats=...)`
+# and `Image.save` from falling back to `Image.init()`, which imports all ~40 plugins
+# (measurable on a Lambda cold start).
+_PLUGINS: dict[str, str] = {
+    "JPEG": "JpegImagePlugin",
+    "PNG": "PngImagePlugin",
+    "WEBP": "WebPImagePlugin",
+    "GIF": "GifImagePlugin",
+    "TIFF": "TiffImagePlugin",
+    "AVIF": "AvifImagePlugin",
+}
+
+# What truncated or damaged data raises from inside Pillow's plugins and decoders
+# (found by fuzzing: truncation, byte flips and zeroed runs over every source format).
+# IndexError comes from palette/tag parsing, RuntimeError from the AVIF decoder.
+# UnidentifiedImageError is an OSError too, so it is always caught before these.
+_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    RuntimeError,
+)
+
+# Ask draft() for this many times the largest rendition, so libjpeg's DCT-domain
+# downscale never does the last (quality-deciding) step: Lanczos always finishes a
+# reduction of at least this factor. Measured in docs/imaging.md.
+_DRAFT_GAP = 2.0
+# resize(reducing_gap=...): integer box-reduce first, then Lanczos over >= this factor.
+# At 3.0 Pillow documents the result as indistinguishable from a plain Lanczos.
+_REDUCING_GAP = 3.0
+# A smaller rendition is made from an already-resized larger one when that one is at
+# least this many times larger on both sides; otherwise from the decode itself.
+_CHAIN_GAP = 2.0
+# Progressive JPEG only pays off (smaller, and shows early on slow links) for outputs
+# bigger than a thumbnail; below this many pixels baseline is smaller. docs/imaging.md.
+_JPEG_PROGRESSIVE_MIN_PIXELS = 200_000
+
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_RAWMODE_BITS = re.compile(r";(32|16|12|4|2|1)(?![0-9])")
+
+
+_PREMULTIPLIED = {"LA": "La", "RGBA": "RGBa"}
+_STRAIGHT = {"La": "LA", "RGBa": "RGBA"}
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """The one decode every rendition comes from.
+
+    `image` is 8-bit L, RGB, CMYK or LAB, or premultiplied La or RGBa, still in the
+    source's colour space; `to_srgb` converts a (straight-alpha) image of that space to
+    sRGB RGB or RGBA. `box` is the region of `image` that maps to the full source (a
+    JPEG draft rounds its size up, so it can be fractional).
+    """
+
+    image: Image.Image
+    box: tuple[float, float, float, float]
+    to_srgb: Callable[[Image.Image], Image.Image]
+
+
+def render(
+    data: bytes, settings: RenderSettings, *, source_format: str | None = None
+) -> tuple[ImageFacts, list[RenderedImage]]:
+    """Decode `data` once and encode one rendition per `settings.renditions` entry.
+
+    `source_format` is the Pillow format name the header sniffer found; only that
+    decoder is tried. Without it, any of `specs.SOURCE_FORMATS` is accepted.
+
+    Raises `UnsupportedFormat`, `TooManyPixels` or `CorruptImage` for bad input. Any
+    other exception is a bug or a misconfiguration (e.g. an unknown output format).
+    """
+    for spec in settings.renditions:
+        _check_spec(spec)
+    formats = _decoder_formats(source_format)
+    # Pillow only *warns* between MAX_IMAGE_PIXELS and twice that; a warning would let a
+    # near-bomb through, so inside this block it is raised like the error. The filter is
+    # process-global while active, which is fine for one-request-at-a-time Lambda.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            facts, decoded = _decode(data, settings, formats)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            msg = f"image is larger than Pillow's decompression-bomb limit: {exc}"
+            raise TooManyPixels(msg) from exc
+    return facts, _derive(decoded, facts, settings)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _check_spec(spec: RenditionSpec) -> None:
+    if spec.format not in OUTPUT_FORMATS:
+        msg = f"rendition {spec.name!r}: unknown output format {spec.format!r}"
+        raise ValueError(msg)
+    if spec.size < 1:
+        msg = f"rendition {spec.name!r}: size must be at least 1, got {spec.size}"
+        raise ValueError(msg)
+
+
+def _decoder_formats(source_format: str | None) -> tuple[str, ...]:
+    if source_format is None:
+        wanted = SOURCE_FORMATS
+    elif source_format.upper() in SOURCE_FORMATS:
+        wanted = (source_format.upper(),)
+    else:
+        msg = f"source format {source_format!r} is not on the allow-list"
+        raise UnsupportedFormat(msg)
+    available = tuple(fmt for fmt in wanted if _register_plugin(fmt))
+    if not available:
+        msg = f"no decoder for {', '.join(wanted)} in this Pillow build"
+        raise UnsupportedFormat(msg)
+    return available
+
+
+@functools.cache
+def _register_plugin(fmt: str) -> bool:
+    try:
+        importlib.import_module(f"PIL.{_PLUGINS[fmt]}")
+    except ImportError:
+        return False
+    return fmt in Image.OPEN or fmt in Image.SAVE
+
+
+def _open(data: bytes, formats: tuple[str, ...]) -> ImageFile:
+    try:
+        return Image.open(io.BytesIO(data), formats=list(formats))
+    except UnidentifiedImageError as exc:
+        # Pillow also reports a damaged header (bad IHDR CRC, short SOF) as "cannot
+        # identify"; when the magic bytes do match, the upload is corrupt, not foreign.
+        if _has_magic(data, formats):
+            msg = _corrupt_message("header", exc)
+            raise CorruptImage(msg) from exc
+        msg = f"not a {'/'.join(formats)} image"
+        raise UnsupportedFormat(msg) from exc
+    except _DECODE_ERRORS as exc:
+        msg = _corrupt_message("header", exc)
+        raise CorruptImage(msg) from exc
+
+
+def _has_magic(data: bytes, formats: tuple[str, ...]) -> bool:
+    for fmt in formats:
+        accept = Image.OPEN[fmt][1] if fmt in Image.OPEN else None
+        answer = accept(data[:16]) if accept is not None else False
+        # A str answer means "this format, but this build cannot read it".
+        if answer and not isinstance(answer, str):
+            return True
+    return False
+
+
+def _corrupt_message(stage: str, exc: Exception) -> str:
+    detail = str(exc) or type(exc).__name__
+    return f"damaged image {stage}: {detail}"[:200]
+
+
+def _decode(
+    data: bytes, settings: RenderSettings, formats: tuple[str, ...]
+) -> tuple[ImageFacts, _Decoded]:
+    im = _open(data, formats)
+    width, height = im.size
+    if width < 1 or height < 1:
+        msg = f"image header declares an empty image ({width}x{height})"
+        raise CorruptImage(msg)
+    if width * height > settings.max_pixels:
+        msg = f"{width}x{height} is {width * height} pixels; the limit is {settings.max_pixels}"
+        raise TooManyPixels(msg)
+
+    # Everything the header tells us, read before load() changes it (tile, size, mode).
+    mode = im.mode
+    bit_depth = _bit_depth(im)
+    fmt = "JPEG" if im.format == "MPO" else (im.format or formats[0])
+    try:
+        frames = int(getattr(im, "n_frames", 1))
+        orientation = 1
+        box: tuple[float, float, float, float] = (0.0, 0.0, float(width), float(height))
+        if fmt == "JPEG":
+            # JPEG EXIF lives in the header, so reading it does not decode pixels (for PNG
+            # it would: an eXIf chunk may follow the image data).
+            orientation = _orientation(im)
+            im, box = _draft(im, data, formats, settings, orientation)
+        im.load()
+        if fmt != "JPEG":
+            orientation = _orientation(im)
+    except _DECODE_ERRORS as exc:
+        msg = _corrupt_message("data", exc)
+        raise CorruptImage(msg) from exc
+
+    icc = im.info.get("icc_profile")
+    facts = ImageFacts(
+        format=fmt,
+        width=width,
+        height=height,
+        orientation=orientation,
+        frames=frames,
+        mode=mode,
+        has_alpha=mode in _ALPHA_MODES or im.has_transparency_data,
+        bit_depth=bit_depth,
+        icc_profile=bool(icc),
+        progressive=bool(im.info.get("progressive") or im.info.get("interlace")),
+    )
+    work = _normalise(im)
+    if work.mode in _PREMULTIPLIED:
+        if work.getchannel("A").getextrema() == (255, 255):
+            work = work.convert(work.mode[:-1])
+        else:
+            # Premultiplied once here, so chained resizes don't round-trip through
+            # straight alpha at each step (and no dark fringes from transparent pixels).
+            work = work.convert(_PREMULTIPLIED[work.mode])
+    profile = icc if isinstance(icc, bytes) and icc else None
+    to_srgb = _srgb_converter(_STRAIGHT.get(work.mode, work.mode), profile)
+    return facts, _Decoded(work, box, to_srgb)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG, 1)
+    except _DECODE_ERRORS:
+        # A broken EXIF block must not cost the user the picture; upright is the
+        # reading every viewer that cannot parse it falls back to as well.
+        _LOG.warning("unreadable EXIF block; treating orientation as 1")
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _bit_depth(im: ImageFile) -> int:
+    """Bits per sample as stored, from what the header parse left in the image."""
+    if im.mode == "1":
+        return 1
+    if im.mode.startswith("I;16"):
+        return 16
+    if im.mode in ("I", "F"):
+        return 32
+    for tile in im.tile:
+        rawmode = tile.args[0] if isinstance(tile.args, tuple) and tile.args else tile.args
+        if isinstance(rawmode, str) and (found := _RAWMODE_BITS.search(rawmode)):
+            return int(found.group(1))
+    # JPEG records its sample precision (8, or 12 for some medical/raw-derived files).
+    bits = getattr(im, "bits", 8)
+    return bits if isinstance(bits, int) else 8
+
+
+# ----------------------------------------------------------------------------- draft
+
+
+def _draft(
+    im: ImageFile,
+    data: bytes,
+    formats: tuple[str, ...],
+    settings: RenderSettings,
+    orientation: int,
+) -> tuple[ImageFile, tuple[float, float, float, float]]:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale if the largest rendition allows it."""
+    width, height = im.size
+    full_box = (0.0, 0.0, float(width), float(height))
+    stored_sizes = [stored for _, _, stored in _plan(width, height, orientation, settings)]
+    if not stored_sizes:
+        return im, full_box
+    need = max(stored_sizes, key=lambda size: size[0] * size[1])
+    if need[0] >= width or need[1] >= height:
+        return im, full_box
+    request = (round(need[0] * _DRAFT_GAP), round(need[1] * _DRAFT_GAP))
+    result = im.draft(im.mode, request)
+    if result is None:
+        return im, full_box
+    if im.size[0] < need[0] or im.size[1] < need[1]:
+        # Pillow's scale choice guarantees this cannot happen; if a future version
+        # rounds differently, a full decode is slower but still correct.
+        _LOG.warning("JPEG draft reduced %s below %s; decoding at full size", im.size, need)
+        return _open(data, formats), full_box
+    return im, result[1]
+
+
+_Plan = tuple[RenditionSpec, tuple[int, int], tuple[int, int]]
+
+
+def _plan(width: int, height: int, orientation: int, settings: RenderSettings) -> list[_Plan]:
+    """Per rendition: its spec, its size as displayed, and that size as stored.
+
+    Resizing happens before the EXIF transpose (on the smaller image), so the resize
+    target and the draft box are in the stored orientation: sides swapped for 5-8.
+    """
+    swap = orientation in (5, 6, 7, 8)
+    shown = (height, width) if swap else (width, height)
+    plans = []
+    for spec in settings.renditions:
+        out = _fit(*shown, spec.size, settings.allow_upscale)
+        plans.append((spec, out, (out[1], out[0]) if swap else out))
+    return plans
+
+
+def _fit(width: int, height: int, box: int, allow_upscale: bool) -> tuple[int, int]:
+    """The size rule: fit in box x box, aspect kept, long edge exactly `box`.
+
+    The short edge is short * box / long rounded half up, in integers (no float
+    surprises, no banker's rounding), and never below 1.
+    """
+    long_edge, short_edge = max(width, height), min(width, height)
+    if long_edge <= box and not allow_upscale:
+        return width, height
+    scaled = max(1, (2 * short_edge * box + long_edge) // (2 * long_edge))
+    return (box, scaled) if width >= height else (scaled, box)
+
+
+# ---------------------------------------------------------------------------- colour
+
+
+def _normalise(im: Image.Image) -> Image.Image:
+    """Normalise to L, LA, RGB, RGBA, CMYK or LAB with 8-bit straight (not premultiplied)
+    samples, turning palette and colour-key transparency into an alpha channel.
+
+    Colour spaces are left alone: converting to sRGB is done on the (much smaller)
+    resized images, where littleCMS costs ~0.1 s instead of ~1 s for a 24 MP decode.
+    """
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        return _scale_sixteen(im)
+    if mode in ("L", "RGB", "RGBA", "LA", "CMYK", "LAB"):
+        if mode in ("L", "RGB") and "transparency" in im.info:
+            return im.convert("LA" if mode == "L" else "RGBA")
+        return im
+    if mode in ("1", "F"):
+        return im.convert("L")
+    if mode == "La":
+        return im.convert("LA")
+    if mode in ("P", "PA", "RGBa"):
+        return im.convert("RGBA" if im.has_transparency_data else "RGB")
+    # RGBX, YCbCr, HSV and anything else Pillow can convert.
+    return im.convert("RGB")
+
+
+@functools.cache
+def _sixteen_to_eight_lut() -> list[int]:
+    # v * 255 / 65535 rounded: 65535 -> 255, 32768 -> 128, 0 -> 0. Pillow's own I -> L
+    # conversion clips instead (every value above 255 becomes white).
+    return [(v * 255 + 32767) // 65535 for v in range(65536)]
+
+
+def _scale_sixteen(im: Image.Image) -> Image.Image:
+    grey = im if im.mode == "I" else im.convert("I")
+    scaled = grey.point(_sixteen_to_eight_lut(), "L")
+    key = im.info.get("transparency")
+    if isinstance(key, int):
+        # A tRNS colour key is a 16-bit sample value; Pillow's own LA conversion ignores
+        # it for these modes, so the mask is built from the 16-bit samples here.
+        alpha = grey.point([0 if v == key else 255 for v in range(65536)], "L")
+        return Image.merge("LA", (scaled, alpha))
+    return scaled
+
+
+@functools.cache
+def _srgb_profile() -> ImageCmsProfile:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _srgb_converter(mode: str, icc: bytes | None) -> Callable[[Image.Image], Image.Image]:
+    """How to turn images of `mode` (L, LA, RGB, RGBA, CMYK, LAB) into sRGB RGB/RGBA."""
+    if icc is not None or mode == "LAB":
+        managed = _icc_converter(mode, icc)
+        if managed is not None:
+            return managed
+    plain_mode = "RGBA" if mode in _PREMULTIPLIED else "RGB"
+
+    def plain(im: Image.Image) -> Image.Image:
+        return im.convert(plain_mode)
+
+    return plain
+
+
+def _icc_converter(mode: str, icc: bytes | None) -> Callable[[Image.Image], Image.Image] | None:
+    """A littleCMS transform to sRGB; None when the profile is unusable."""
+    # Imported here: only images that carry a profile pay for loading littleCMS.
+    from PIL import ImageCms
+
+    in_mode = "L" if mode == "LA" else mode
+    out_mode = "RGBA" if mode == "RGBA" else "RGB"
+    try:
+        if icc is None:
+            source = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
+        else:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        transform = ImageCms.buildTransform(
+            source,
+            _srgb_profile(),
+            in_mode,
+            out_mode,
+            renderingIntent=ImageCms.Intent.PERCEPTUAL,
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        # A profile we cannot use is not worth rejecting a photo over: the pixels are
+        # still shown, only possibly with slightly wrong colours.
+        _LOG.warning(
+            "unusable ICC profile (%s, %s); converting without colour management", mode, exc
+        )
+        return None
+
+    def managed(im: Image.Image) -> Image.Image:
+        # RGBA -> RGBA keeps alpha inside littleCMS; LA has no such transform, so its
+        # grey goes through alone and the alpha is put back.
+        converted = ImageCms.applyTransform(
+            im.getchannel("L") if im.mode == "LA" else im, transform
+        )
+        assert converted is not None  # only None with inPlace=True
+        if im.mode == "LA":
+            converted.putalpha(im.getchannel("A"))
+        return converted
+
+    return managed
+
+
+# ------------------------------------------------------------------------ renditions
+
+
+def _derive(decoded: _Decoded, facts: ImageFacts, settings: RenderSettings) -> list[RenderedImage]:
+    plans = _plan(facts.width, facts.height, facts.orientation, settings)
+    resized = _resize_all(decoded, {stored for _, _, stored in plans})
+    srgb = {
+        size: decoded.to_srgb(
+            image.convert(_STRAIGHT[image.mode]) if image.mode in _STRAIGHT else image
+        )
+        for size, image in resized.items()
+    }
+    method = _TRANSPOSE.get(facts.orientation)
+    results = []
+    for spec, out, stored in plans:
+        image = _finish(srgb[stored], spec, settings)
+        if method is not None:
+            image = image.transpose(method)
+        assert image.size == out
+        results.append(RenderedImage(spec, _encode(image, spec, settings), *out))
+    return results
+
+
+def _resize_all(
+    decoded: _Decoded, sizes: set[tuple[int, int]]
+) -> dict[tuple[int, int], Image.Image]:
+    """Every distinct output size, largest first, each from the cheapest good source."""
+    made: dict[tuple[int, int], Image.Image] = {}
+    for size in sorted(sizes, key=lambda s: s[0] * s[1], reverse=True):
+        source, box = decoded.image, decoded.box
+        for candidate in sorted(made.values(), key=lambda im: im.width * im.height):
+            if candidate.width >= _CHAIN_GAP * size[0] and candidate.height >= _CHAIN_GAP * size[1]:
+                source, box = candidate, (0.0, 0.0, float(candidate.width), float(candidate.height))
+                break
+        made[size] = source.resize(
+            size, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP
+        )
+    return made
+
+
+def _finish(image: Image.Image, spec: RenditionSpec, settings: RenderSettings) -> Image.Image:
+    """The pixels to encode: alpha kept where the format has it, else composited."""
+    if image.mode != "RGBA" or spec.format != "JPEG":
+        return image
+    backdrop = Image.new("RGBA", image.size, (*settings.background, 255))
+    return Image.alpha_composite(backdrop, image).convert("RGB")
+
+
+def _encode(image: Image.Image, spec: RenditionSpec, settings: RenderSettings) -> bytes:
+    # Several plugins fall back to im.info for what the caller did not pass (JPEG
+    # comment, PNG/AVIF icc_profile, PNG transparency): an empty info means nothing
+    # from the source (EXIF, GPS, XMP, comments, profile) can leak into an output.
+    image.info = {}
+    _register_plugin(spec.format)
+    out = io.BytesIO()
+    if spec.format == "JPEG":
+        image.save(
+            out,
+            "JPEG",
+            quality=spec.quality,
+            optimize=True,
+            progressive=image.width * image.height >= _JPEG_PROGRESSIVE_MIN_PIXELS,
+            subsampling="4:2:0",
+        )
+    elif spec.format == "WEBP":
+        image.save(out, "WEBP", quality=spec.quality, method=settings.webp_method)
+    elif spec.format == "AVIF":
+        image.save(out, "AVIF", quality=spec.quality, speed=settings.avif_speed)
+    else:
+        image.save(out, "PNG", optimize=False)
+    return out.getvalue()

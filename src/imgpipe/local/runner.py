@@ -1,0 +1,234 @@
+"""Run the template's Lambda handlers locally, the way the Lambda runtime calls them.
+
+Each function's module is loaded once from its `CodeUri`/`Handler` with its template
+environment in place (so module-level configuration is parsed as at a cold start) and
+reused warm afterwards. A handler exception comes back in the Python runtime's error
+shape (`errorType`, `errorMessage`, `stackTrace`) so Step Functions' Retry and Catch
+see the same error names they see in AWS.
+
+This runner executes in the emulator's process, one invocation at a time, overlaying
+the function's environment for the duration of the call.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, TextIO
+
+from imgpipe.local.template import FunctionSpec
+
+
+@dataclass
+class LocalContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    timeout_s: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        elapsed = time.monotonic() - self._started
+        return max(0, int((self.timeout_s - elapsed) * 1000))
+
+
+class _StdoutRouter(io.TextIOBase):
+    """Stands in for sys.stdout so each invocation's output lands in its own buffer.
+
+    Powertools' Logger binds its stream handler to sys.stdout when the module is
+    imported, so the router must already be in place at import time.
+    """
+
+    def __init__(self, fallback: TextIO) -> None:
+        self.fallback = fallback
+        self._local = threading.local()
+
+    @contextmanager
+    def capture(self) -> Iterator[io.StringIO]:
+        buffer = io.StringIO()
+        previous = getattr(self._local, "buffer", None)
+        self._local.buffer = buffer
+        try:
+            yield buffer
+        finally:
+            self._local.buffer = previous
+
+    def write(self, text: str) -> int:
+        target = getattr(self._local, "buffer", None) or self.fallback
+        return target.write(text)
+
+    def flush(self) -> None:
+        target = getattr(self._local, "buffer", None) or self.fallback
+        target.flush()
+
+
+@dataclass
+class Invocation:
+    function: str
+    request_id: str
+    event: Any
+    response: Any
+    error_type: str | None
+    logs: str
+    duration_ms: float
+    cold_start: bool
+    init_ms: float
+
+
+class LocalFunctions:
+    """Loads and invokes the handlers described by `FunctionSpec`s."""
+
+    def __init__(
+        self,
+        specs: dict[str, FunctionSpec],
+        *,
+        names: dict[str, str],
+        base_environment: dict[str, str] | None = None,
+        region: str = "us-east-1",
+        account: str = "123456789012",
+    ) -> None:
+        self._specs = specs
+        self._by_name = {names[logical]: logical for logical in specs}
+        self._names = names
+        self._base_env = base_environment or {}
+        self._region = region
+        self._account = account
+        self._modules: dict[str, ModuleType] = {}
+        self._lock = threading.RLock()
+        self.invocations: list[Invocation] = []
+
+    def logical_id(self, function_name: str) -> str:
+        return self._by_name[function_name]
+
+    def module(self, logical: str) -> ModuleType:
+        """The loaded handler module (loads it cold if needed)."""
+        with self._lock, self._environment(logical):
+            return self._load(logical)[0]
+
+    def _function_environment(self, logical: str) -> dict[str, str]:
+        spec = self._specs[logical]
+        env = {
+            "AWS_REGION": self._region,
+            "AWS_DEFAULT_REGION": self._region,
+            "AWS_LAMBDA_FUNCTION_NAME": self._names[logical],
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+        }
+        env.update(self._base_env)
+        env.update(spec.environment)
+        return env
+
+    @contextmanager
+    def _environment(self, logical: str) -> Iterator[None]:
+        overlay = self._function_environment(logical)
+        saved = {name: os.environ.get(name) for name in overlay}
+        os.environ.update(overlay)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def _load(self, logical: str) -> tuple[ModuleType, float]:
+        module = self._modules.get(logical)
+        if module is not None:
+            return module, 0.0
+        spec = self._specs[logical]
+        module_name, _, _ = spec.handler.rpartition(".")
+        path = spec.code_uri / (module_name.replace(".", "/") + ".py")
+        started = time.perf_counter()
+        import_spec = importlib.util.spec_from_file_location(f"_imgpipe_fn_{logical}", path)
+        if import_spec is None or import_spec.loader is None:
+            msg = f"cannot load {path} for {logical}"
+            raise ImportError(msg)
+        module = importlib.util.module_from_spec(import_spec)
+        _install_router()
+        import_spec.loader.exec_module(module)
+        self._modules[logical] = module
+        return module, (time.perf_counter() - started) * 1000
+
+    def invoke(self, function_name: str, event: Any) -> Invocation:
+        logical = self._by_name[function_name]
+        spec = self._specs[logical]
+        router = _install_router()
+        with self._lock, self._environment(logical), router.capture() as output:
+            context = LocalContext(
+                function_name=function_name,
+                memory_limit_in_mb=spec.memory_mb,
+                invoked_function_arn=(
+                    f"arn:aws:lambda:{self._region}:{self._account}:function:{function_name}"
+                ),
+                timeout_s=spec.timeout_s,
+                log_group_name=f"/aws/lambda/{function_name}",
+            )
+            cold = logical not in self._modules
+            started = time.perf_counter()
+            error_type = None
+            init_ms = 0.0
+            try:
+                module, init_ms = self._load(logical)
+                handler = getattr(module, spec.handler.rpartition(".")[2])
+                response = handler(event, context)
+                json.dumps(response)  # Lambda fails non-serialisable results too
+            except Exception as error:
+                error_type = type(error).__name__
+                response = {
+                    "errorMessage": str(error),
+                    "errorType": error_type,
+                    "requestId": context.aws_request_id,
+                    "stackTrace": traceback.format_tb(error.__traceback__),
+                }
+            duration = (time.perf_counter() - started) * 1000
+        invocation = Invocation(
+            function=logical,
+            request_id=context.aws_request_id,
+            event=event,
+            response=response,
+            error_type=error_type,
+            logs=output.getvalue(),
+            duration_ms=duration,
+            cold_start=cold,
+            init_ms=init_ms,
+        )
+        self.invocations.append(invocation)
+        return invocation
+
+
+_ROUTER: _StdoutRouter | None = None
+
+
+def _install_router() -> _StdoutRouter:
+    """Put the one router in front of whatever sys.stdout is now.
+
+    Loggers keep a reference to the router itself, so when something else (a test
+    runner's capture) swaps sys.stdout later, the router is put back in front of it
+    rather than replaced.
+    """
+    global _ROUTER
+    if _ROUTER is None:
+        _ROUTER = _StdoutRouter(sys.stdout)
+    if sys.stdout is not _ROUTER:
+        _ROUTER.fallback = sys.stdout
+        sys.stdout = _ROUTER
+    return _ROUTER

@@ -1,0 +1,102 @@
+"""The small JSON documents the states pass to each other.
+
+Step Functions caps a payload at 256 KiB, so states carry S3 references and facts,
+never image bytes. Each message has `to_dict`/`from_dict` so handlers parse their
+input into a typed object at the edge and return plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from imgpipe.errors import InvalidEvent
+from imgpipe.specs import ImageFacts
+
+
+def _require(payload: Mapping[str, Any], name: str) -> Any:
+    if name not in payload:
+        msg = f"state input has no {name!r}"
+        raise InvalidEvent(msg)
+    return payload[name]
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The exact object a rendition set is made from."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str | None = None
+    version_id: str | None = None
+    sequencer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> SourceRef:
+        return cls(
+            bucket=str(_require(payload, "bucket")),
+            key=str(_require(payload, "key")),
+            size=int(_require(payload, "size")),
+            etag=payload.get("etag"),
+            version_id=payload.get("version_id"),
+            sequencer=payload.get("sequencer"),
+        )
+
+
+def facts_to_dict(facts: ImageFacts) -> dict[str, Any]:
+    return asdict(facts)
+
+
+def facts_from_dict(payload: Mapping[str, Any]) -> ImageFacts:
+    known = {f.name for f in fields(ImageFacts)}
+    return ImageFacts(**{k: v for k, v in payload.items() if k in known})
+
+
+@dataclass(frozen=True)
+class RenditionRecord:
+    """One rendition as the manifest and the execution output describe it."""
+
+    name: str
+    format: str
+    key: str
+    width: int
+    height: int
+    bytes: int
+    content_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> RenditionRecord:
+        return cls(**{f.name: _require(payload, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The execution output contract (docs/contracts.md)."""
+
+    status: str  # processed | rejected | deleted | skipped
+    source: SourceRef
+    renditions: tuple[RenditionRecord, ...] = ()
+    manifest: dict[str, str] | None = None
+    image: ImageFacts | None = None
+    reason: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.status,
+            "source": self.source.to_dict(),
+            "renditions": [r.to_dict() for r in self.renditions],
+            "manifest": self.manifest,
+        }
+        if self.image is not None:
+            out["image"] = facts_to_dict(self.image)
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out

@@ -1,0 +1,97 @@
+"""Value objects shared by the imaging core, the configuration and the handlers.
+
+Pure data: no Pillow, no boto3, so every function can import them cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Output formats the pipeline can write, with the file extension and Content-Type
+# that go with each. The extension is part of the output-key contract.
+OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
+    "JPEG": ("jpg", "image/jpeg"),
+    "WEBP": ("webp", "image/webp"),
+    "AVIF": ("avif", "image/avif"),
+    "PNG": ("png", "image/png"),
+}
+
+# Source formats the pipeline knows how to read, as Pillow names them.
+SOURCE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "AVIF")
+
+
+@dataclass(frozen=True)
+class RenditionSpec:
+    """One output: a long-edge bound and an encoding.
+
+    `size` bounds both sides (the image fits in a size x size box, aspect kept), so a
+    portrait and a landscape photo get the same long edge.
+    """
+
+    name: str
+    size: int
+    format: str
+    quality: int
+
+    @property
+    def extension(self) -> str:
+        return OUTPUT_FORMATS[self.format][0]
+
+    @property
+    def content_type(self) -> str:
+        return OUTPUT_FORMATS[self.format][1]
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.{self.extension}"
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Everything the imaging core needs to know besides the bytes."""
+
+    renditions: tuple[RenditionSpec, ...]
+    background: tuple[int, int, int] = (255, 255, 255)
+    allow_upscale: bool = False
+    max_pixels: int = 100_000_000
+    # WebP `method` (0 fastest .. 6 smallest); see docs/imaging.md for the measurements.
+    webp_method: int = 4
+    # AVIF `speed` (0 slowest/smallest .. 10 fastest).
+    avif_speed: int = 8
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the source is, as read from its header (and confirmed by the decoder)."""
+
+    format: str
+    width: int
+    height: int
+    orientation: int = 1
+    frames: int = 1
+    mode: str = ""
+    has_alpha: bool = False
+    bit_depth: int = 8
+    icc_profile: bool = False
+    progressive: bool = False
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def oriented_size(self) -> tuple[int, int]:
+        """Width and height after the EXIF orientation is applied (5-8 swap sides)."""
+        if self.orientation in (5, 6, 7, 8):
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class RenderedImage:
+    """One encoded rendition, ready to upload."""
+
+    spec: RenditionSpec
+    data: bytes = field(repr=False)
+    width: int
+    height: int

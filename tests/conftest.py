@@ -1,0 +1,39 @@
+"""Shared fixtures: moto-backed AWS clients, a Lambda context, clean Powertools state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def _aws_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No test may reach a real account, whatever the developer's shell has set.
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ImgpipeTest")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "imgpipe")
+
+
+@pytest.fixture(autouse=True)
+def _reset_powertools_metrics() -> Iterator[None]:
+    # Powertools keeps metrics in class-level state shared by every Metrics instance.
+    from aws_lambda_powertools import Metrics
+
+    yield
+    Metrics().clear_metrics()
+    Metrics().clear_default_dimensions()
+
+
+@pytest.fixture
+def s3() -> Iterator[object]:
+    with mock_aws():
+        yield boto3.client("s3", region_name=REGION)

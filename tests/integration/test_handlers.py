@@ -1,0 +1,231 @@
+"""Each handler in-process against moto S3, with its Powertools output inspected."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from PIL import Image
+
+from imgpipe.errors import UnsupportedFormat
+
+ROOT = Path(__file__).resolve().parents[2]
+IN, OUT = "uploads-in", "renditions-out"
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:imgpipe:test-1"
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "imgpipe-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:imgpipe-test"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("OUTPUT_BUCKET", OUT)
+    monkeypatch.setenv("RENDITIONS", "small:64,big:256")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=IN)
+        s3.create_bucket(Bucket=OUT)
+        yield s3
+
+
+def load(name: str) -> ModuleType:
+    """A cold start: the handler module imported afresh with the current environment."""
+    _forget_powertools_logger()
+    spec = importlib.util.spec_from_file_location(
+        f"handler_{name}", ROOT / "functions" / name / "app.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _forget_powertools_logger() -> None:
+    # Powertools configures the `imgpipe` logger once per process and binds its stream
+    # then; a real cold start has a fresh process, so start from an unconfigured logger.
+    shared = logging.getLogger("imgpipe")
+    for handler in list(shared.handlers):
+        shared.removeHandler(handler)
+    for attribute in (
+        "init",
+        "powertools_handler",
+        "powertools_buffer_config",
+        "powertools_buffer_cache",
+    ):
+        if hasattr(shared, attribute):
+            delattr(shared, attribute)
+
+
+def emf(output: str) -> list[dict[str, Any]]:
+    blobs = []
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            blobs.append(json.loads(line))
+    return blobs
+
+
+def logs(output: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for line in output.splitlines()
+        if line.startswith("{") and '"level"' in line
+    ]
+
+
+def event_for(s3: Any, key: str) -> dict[str, Any]:
+    head = s3.head_object(Bucket=IN, Key=key)
+    return {
+        "event": {
+            "version": "0",
+            "id": "e-1",
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "123456789012",
+            "time": "2026-11-27T00:00:00Z",
+            "region": "us-east-1",
+            "resources": [f"arn:aws:s3:::{IN}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": IN},
+                "object": {
+                    "key": key,
+                    "size": head["ContentLength"],
+                    "etag": head["ETag"].strip('"'),
+                    "sequencer": "0055AED6DCD90281E5",
+                },
+                "reason": "PutObject",
+            },
+        },
+        "execution": EXECUTION,
+        "state": "Validate",
+    }
+
+
+def png(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, (10, 200, 30) if mode == "RGB" else (10, 200, 30, 128)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_validate_reports_header_facts_and_logs_with_correlation(
+    aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a PNG uploaded under a .jpg name
+    aws.put_object(Bucket=IN, Key="a/odd.jpg", Body=png((300, 200)))
+    # When validate runs
+    result = load("validate").handler(event_for(aws, "a/odd.jpg"), FakeContext())
+    # Then it reports what the bytes are, not what the name says
+    assert result["status"] == "valid"
+    assert result["image"]["format"] == "PNG"
+    assert (result["image"]["width"], result["image"]["height"]) == (300, 200)
+    assert result["source"]["key"] == "a/odd.jpg"
+    lines = logs(capsys.readouterr().out)
+    assert lines, "validate logged nothing"
+    for line in lines:
+        assert line["correlation_id"] == EXECUTION
+        assert line["source_key"] == "a/odd.jpg"
+        assert line["state"] == "Validate"
+
+
+def test_validate_rejection_is_counted_by_reason_and_raised(
+    aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a ZIP archive named .png
+    aws.put_object(Bucket=IN, Key="b/archive.png", Body=b"PK\x03\x04" + b"\0" * 100)
+    # When validate runs, Then it raises the typed error the state machine catches
+    with pytest.raises(UnsupportedFormat):
+        load("validate").handler(event_for(aws, "b/archive.png"), FakeContext())
+    # And a rejection metric with the reason was emitted
+    rejected = [b for b in emf(capsys.readouterr().out) if "ImagesRejected" in b]
+    assert len(rejected) == 1
+    assert rejected[0]["reason"] == "UnsupportedFormat"
+    assert rejected[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ImgpipeTest"
+
+
+def test_resize_then_store_write_renditions_then_manifest(
+    aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a validated semi-transparent PNG
+    aws.put_object(Bucket=IN, Key="c/logo.png", Body=png((512, 256), "RGBA"))
+    verdict = load("validate").handler(event_for(aws, "c/logo.png"), FakeContext())
+    # When resize and store run on validate's output
+    resized = load("resize").handler(
+        {
+            "source": verdict["source"],
+            "image": verdict["image"],
+            "execution": EXECUTION,
+            "state": "Resize",
+        },
+        FakeContext(),
+    )
+    stored = load("store").handler(
+        {
+            "source": verdict["source"],
+            "image": resized["image"],
+            "renditions": resized["renditions"],
+            "execution": EXECUTION,
+            "state": "Store",
+        },
+        FakeContext(),
+    )
+    # Then four renditions exist with the sizes reported, and the manifest lists them
+    assert [(r["name"], r["format"], r["width"], r["height"]) for r in resized["renditions"]] == [
+        ("small", "WEBP", 64, 32),
+        ("small", "JPEG", 64, 32),
+        ("big", "WEBP", 256, 128),
+        ("big", "JPEG", 256, 128),
+    ]
+    for rendition in resized["renditions"]:
+        body = aws.get_object(Bucket=OUT, Key=rendition["key"])["Body"].read()
+        image = Image.open(io.BytesIO(body))
+        assert image.size == (rendition["width"], rendition["height"])
+        assert image.mode == ("RGBA" if rendition["format"] == "WEBP" else "RGB")
+    manifest = json.loads(aws.get_object(Bucket=OUT, Key="c/logo.png/manifest.json")["Body"].read())
+    assert manifest["renditions"] == resized["renditions"] == stored["renditions"]
+    assert stored["status"] == "processed"
+    # And resize reported bytes in and out as metrics
+    blobs = emf(capsys.readouterr().out)
+    names = {m["Name"] for b in blobs for d in b["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"SourceBytes", "OutputBytes", "RenditionsWritten", "ImagesProcessed"} <= names
+
+
+def test_store_refuses_to_write_a_manifest_for_missing_renditions(aws: Any) -> None:
+    from imgpipe.errors import RenditionMissing
+
+    record = {
+        "name": "small",
+        "format": "WEBP",
+        "key": "d/x.png/small.webp",
+        "width": 1,
+        "height": 1,
+        "bytes": 10,
+        "content_type": "image/webp",
+    }
+    payload = {
+        "source": {"bucket": IN, "key": "d/x.png", "size": 10},
+        "image": {"format": "PNG", "width": 1, "height": 1},
+        "renditions": [record],
+        "execution": EXECUTION,
+    }
+    with pytest.raises(RenditionMissing):
+        load("store").handler(payload, FakeContext())
+    assert "Contents" not in aws.list_objects_v2(Bucket=OUT)

@@ -1,0 +1,297 @@
+"""The layer Makefiles, run the way `sam build` runs them, produce layers for the
+template's Lambda target (arm64 / CPython 3.13) on this x86_64 / Python 3.11 machine.
+
+Needs the package index (pip downloads the wheels); skips with the reason when pip
+cannot reach it. Wheels come from pip's cache after the first run, so this takes a few
+seconds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+# One xdist worker builds the layers once for the whole module.
+pytestmark = [pytest.mark.network, pytest.mark.xdist_group(name="layer-build")]
+
+ROOT = Path(__file__).resolve().parents[2]
+AARCH64 = 183
+TAG = "cpython-313-aarch64-linux-gnu"
+
+
+def _load_check_layer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_layer", ROOT / "layers" / "check_layer.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["check_layer"] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+check_layer = _load_check_layer()
+
+
+def _python_with_pip() -> str:
+    """The interpreter whose pip builds the layers (what SAM finds as `python3`)."""
+    for candidate in (sys.executable, shutil.which("python3")):
+        if (
+            candidate
+            and subprocess.run(
+                [candidate, "-m", "pip", "--version"], capture_output=True, check=False
+            ).returncode
+            == 0
+        ):
+            return candidate
+    pytest.skip("no Python with pip to build the layers")
+
+
+@pytest.fixture(scope="module")
+def python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # Given an index pip can reach: the target's Pillow wheel must download (from pip's
+    # cache after the first run); the builds below then fail for real reasons only.
+    python = _python_with_pip()
+    probe = subprocess.run(
+        [python, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
+         "--retries", "1", "--timeout", "15",
+         "--only-binary=:all:", "--platform", "manylinux_2_28_aarch64",
+         "--python-version", "3.13", "--implementation", "cp",
+         "--dest", str(tmp_path_factory.mktemp("probe")), "pillow==13.0.0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        lines = probe.stderr.strip().splitlines() or ["no output"]
+        reason = next((ln for ln in lines if "Connection" in ln or "Errno" in ln), lines[-1])
+        pytest.skip(f"pip cannot reach the package index: {reason}")
+    return python
+
+
+def make(*args: str, cwd: Path, python: str, **variables: str) -> None:
+    assignments = [f"{k}={v}" for k, v in {"PYTHON": python, **variables}.items()]
+    result = subprocess.run(
+        ["make", "--no-print-directory", *args, *assignments],
+        cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def build_layers(tmp: Path, python: str, **target: str) -> dict[str, Path]:
+    """Both layers into tmp/<LogicalId>, each as SAM's makefile builder does it."""
+    out = {"PillowLayer": tmp / "PillowLayer", "CoreLayer": tmp / "CoreLayer"}
+    # SAM copies the layer's ContentUri to a scratch folder and runs make there with
+    # --makefile pointing at the original Makefile.
+    pillow_scratch = shutil.copytree(ROOT / "layers" / "pillow", tmp / "scratch-pillow")
+    make(
+        "--makefile",
+        str(ROOT / "layers" / "pillow" / "Makefile"),
+        "build-PillowLayer",
+        cwd=pillow_scratch,
+        python=python,
+        ARTIFACTS_DIR=str(out["PillowLayer"]),
+        **target,
+    )
+    core_scratch = shutil.copytree(
+        ROOT / "src", tmp / "scratch-core", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    make(
+        "--makefile",
+        str(ROOT / "layers" / "core" / "Makefile"),
+        "build-CoreLayer",
+        cwd=core_scratch,
+        python=python,
+        ARTIFACTS_DIR=str(out["CoreLayer"]),
+        **target,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def arm64_layers(python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    # Under pytest-xdist every worker would build its own copy; the workers' temp
+    # folders share a parent, so the first one builds there and the others wait for it.
+    shared = tmp_path_factory.getbasetemp().parent / "imgpipe-arm64-layers"
+    shared.mkdir(exist_ok=True)
+    with (shared / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / ".built"
+        if not done.exists():
+            build_layers(shared, python)
+            done.touch()
+    return {"PillowLayer": shared / "PillowLayer", "CoreLayer": shared / "CoreLayer"}
+
+
+def elf_files(folder: Path) -> dict[str, int]:
+    machines = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            machine = check_layer.elf_machine(path)
+            if machine is not None:
+                machines[str(path.relative_to(folder))] = machine
+    return machines
+
+
+def test_pillow_layer_holds_aarch64_cp313_codecs(arm64_layers: dict[str, Path]) -> None:
+    python_dir = arm64_layers["PillowLayer"] / "python"
+    for module in ("_imaging", "_webp", "_avif", "_imagingcms"):
+        assert (python_dir / "PIL" / f"{module}.{TAG}.so").is_file(), module
+    machines = elf_files(python_dir)
+    assert len(machines) > 10  # the extension modules and the libraries Pillow bundles
+    assert set(machines.values()) == {AARCH64}
+    assert [name for name in machines if "x86" in name or "cpython-311" in name] == []
+    # the font stack the Makefile prunes is gone, and nothing needs it
+    assert not list(python_dir.glob("PIL/_imagingft.*"))
+    assert not list(python_dir.glob("pillow.libs/libfreetype-*"))
+
+
+def test_core_layer_holds_imgpipe_powertools_and_aarch64_wrapt(
+    arm64_layers: dict[str, Path],
+) -> None:
+    python_dir = arm64_layers["CoreLayer"] / "python"
+    shipped = {p.relative_to(python_dir).as_posix() for p in python_dir.rglob("*.py")}
+    source = {
+        f"imgpipe/{p.relative_to(ROOT / 'src' / 'imgpipe').as_posix()}"
+        for p in (ROOT / "src" / "imgpipe").rglob("*.py")
+        if "local" not in p.parts and p.name not in ("cli.py", "__main__.py")
+    }
+    assert source <= shipped
+    assert not any(name.startswith(("imgpipe/local/", "imgpipe/cli.py")) for name in shipped)
+    assert (python_dir / "aws_lambda_powertools" / "tracing" / "tracer.py").is_file()
+    assert (python_dir / "aws_xray_sdk" / "core" / "recorder.py").is_file()
+    assert elf_files(python_dir) == {f"wrapt/_wrappers.{TAG}.so": AARCH64}
+    for runtime_provided in ("boto3", "botocore", "s3transfer", "jmespath"):
+        assert not (python_dir / runtime_provided).exists()
+    assert not list(python_dir.rglob("__pycache__"))
+
+
+def test_layers_pass_the_check_that_make_check_layer_runs(arm64_layers: dict[str, Path]) -> None:
+    # Given the layers as built, When checked against the template's target (closure,
+    # linked libraries, pins, and every import the three handlers make at load time)
+    template = check_layer.load_template(ROOT / "template.yaml")
+    target = check_layer.expected_target(template, None, None)
+    assert (target.runtime, target.architecture) == ("python3.13", "arm64")
+    report = check_layer.Report()
+    for logical, folder in arm64_layers.items():
+        requirements = check_layer.layer_requirements(template, logical, ROOT)
+        check_layer.check_layer_dir(logical, folder / "python", requirements, target, report)
+    attached = {
+        "ValidateFunction": ["CoreLayer"],
+        "ResizeFunction": ["CoreLayer", "PillowLayer"],
+        "StoreFunction": ["CoreLayer"],
+    }
+    for function, layers in attached.items():
+        code_dir = ROOT / "functions" / function.removesuffix("Function").lower()
+        dirs = [arm64_layers[name] / "python" for name in layers]
+        check_layer.check_function_imports(function, code_dir, dirs, target, report)
+    # Then nothing is missing or built for the wrong machine
+    assert report.problems == []
+    # and the same check refuses them for x86_64
+    wrong = check_layer.Report()
+    x86 = check_layer.Target("python3.13", "x86_64")
+    check_layer.check_layer_dir(
+        "PillowLayer", arm64_layers["PillowLayer"] / "python", None, x86, wrong
+    )
+    assert any("expected 62" in problem for problem in wrong.problems)
+
+
+def _python313() -> str | None:
+    candidates = [shutil.which("python3.13")]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates += sorted(str(p) for p in pyenv.glob("3.13*/bin/python3.13"))
+    for candidate in candidates:
+        if candidate and subprocess.run(
+            [candidate, "-c", "import sys; assert sys.version_info[:2] == (3, 13)"],
+            capture_output=True, check=False,
+        ).returncode == 0:  # fmt: skip
+            return candidate
+    return None
+
+
+def function_environment(logical: str) -> dict[str, str]:
+    """The function's template environment with every parameter at its default."""
+    template = check_layer.load_template(ROOT / "template.yaml")
+    defaults = {k: str(v["Default"]) for k, v in template["Parameters"].items()}
+    refs = {**defaults, "OutputBucket": "imgpipe-output-smoke"}
+    variables = {
+        **template["Globals"]["Function"]["Environment"]["Variables"],
+        **template["Resources"][logical]["Properties"]["Environment"]["Variables"],
+    }
+    return {k: refs[v["Ref"]] if isinstance(v, dict) else str(v) for k, v in variables.items()}
+
+
+SMOKE = textwrap.dedent(
+    """
+    import io, sys, importlib.util
+    sys.path[:0] = sys.argv[2:]
+    if sys.argv[1] == "ResizeFunction":
+        from PIL import Image, ImageCms, features
+        for feature in ("jpg", "webp", "avif", "zlib", "littlecms2"):
+            assert features.check(feature), feature
+        image = Image.new("RGBA", (64, 48), (255, 0, 0, 128))
+        for fmt in ("WEBP", "AVIF", "PNG", "JPEG"):
+            buffer = io.BytesIO()
+            (image.convert("RGB") if fmt == "JPEG" else image).save(buffer, fmt)
+            buffer.seek(0)
+            with Image.open(buffer) as decoded:
+                decoded.load()
+                assert decoded.size == (64, 48), (fmt, decoded.size)
+        ImageCms.createProfile("sRGB")
+    else:
+        assert importlib.util.find_spec("PIL") is None, "Pillow leaked into this function"
+    from wrapt import _wrappers  # the C extension, not the pure-Python fallback
+    import app  # the cold start: imports, Powertools objects, config from the environment
+    assert callable(app.handler)
+    print("ok", app.__file__, sys.modules["imgpipe"].__file__)
+    """
+)
+
+
+def test_same_recipe_for_x86_64_cold_starts_every_handler_on_a_real_cpython_313(
+    python: str, tmp_path: Path
+) -> None:
+    # The arm64 layers cannot run here; their x86_64 twins, from the same Makefiles with
+    # ARCHITECTURE changed, show the pruned Pillow and the core layer load on CPython
+    # 3.13 next to what the Lambda runtime provides (boto3 and its closure).
+    interpreter = _python313()
+    if interpreter is None:
+        pytest.skip("no CPython 3.13 on this machine to import the layers with")
+    layers = build_layers(tmp_path, python, ARCHITECTURE="x86_64", RUNTIME="python3.13")
+    runtime = tmp_path / "runtime"
+    subprocess.run(
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+         "--no-compile", "--only-binary=:all:", "--python-version", "3.13",
+         "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+         "--target", str(runtime), "boto3==1.44.8"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    attached = {
+        "ValidateFunction": ["CoreLayer"],
+        "ResizeFunction": ["CoreLayer", "PillowLayer"],
+        "StoreFunction": ["CoreLayer"],
+    }
+    for function, names in attached.items():
+        code_dir = ROOT / "functions" / function.removesuffix("Function").lower()
+        # Lambda's order: function code, then layers (/opt/python), then the runtime.
+        path = [str(code_dir), *(str(layers[n] / "python") for n in names), str(runtime)]
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            **function_environment(function),
+        }
+        result = subprocess.run(
+            [interpreter, "-I", "-B", "-c", SMOKE, function, *path],
+            capture_output=True, text=True, timeout=120, check=False, env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, f"{function}: {result.stderr[-3000:]}"
+        assert str(layers["CoreLayer"]) in result.stdout, result.stdout

@@ -1,0 +1,81 @@
+"""Configuration is parsed once and fails loudly, naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgpipe.config import resize_config, store_config, validate_config
+from imgpipe.errors import ConfigError
+
+BASE = {"OUTPUT_BUCKET": "renditions-bucket"}
+
+
+def test_defaults_give_three_sizes_in_webp_and_jpeg() -> None:
+    config = resize_config(BASE)
+    got = [(r.name, r.size, r.format, r.quality) for r in config.render.renditions]
+    assert got == [
+        ("thumb", 320, "WEBP", 80),
+        ("thumb", 320, "JPEG", 82),
+        ("medium", 1024, "WEBP", 80),
+        ("medium", 1024, "JPEG", 82),
+        ("large", 2048, "WEBP", 80),
+        ("large", 2048, "JPEG", 82),
+    ]
+    assert config.render.allow_upscale is False
+    assert config.render.background == (255, 255, 255)
+    assert [r.filename for r in config.render.renditions][:2] == ["thumb.webp", "thumb.jpg"]
+
+
+def test_custom_set_with_avif_and_background() -> None:
+    config = resize_config(
+        {
+            **BASE,
+            "RENDITIONS": "sq:64",
+            "OUTPUT_FORMATS": "avif,jpg",
+            "AVIF_QUALITY": "50",
+            "BACKGROUND_COLOR": "#102030",
+            "ALLOW_UPSCALE": "true",
+            "OUTPUT_PREFIX": "v1",
+        }
+    )
+    assert [(r.format, r.quality, r.content_type) for r in config.render.renditions] == [
+        ("AVIF", 50, "image/avif"),
+        ("JPEG", 82, "image/jpeg"),
+    ]
+    assert config.render.background == (0x10, 0x20, 0x30)
+    assert config.render.allow_upscale is True
+    assert config.output.prefix == "v1/"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RENDITIONS", "thumb"),
+        ("RENDITIONS", "Thumb:320"),
+        ("RENDITIONS", "a:10,a:20"),
+        ("RENDITIONS", "manifest:10"),
+        ("RENDITIONS", "a:0"),
+        ("OUTPUT_FORMATS", "gif"),
+        ("JPEG_QUALITY", "101"),
+        ("JPEG_QUALITY", "high"),
+        ("ALLOW_UPSCALE", "maybe"),
+        ("BACKGROUND_COLOR", "white"),
+        ("OUTPUT_BUCKET", "Not_A_Bucket"),
+        ("OUTPUT_PREFIX", "a/../b"),
+        ("MAX_SOURCE_PIXELS", "-1"),
+        ("ALLOWED_FORMATS", "JPEG,BMP"),
+    ],
+)
+def test_bad_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        resize_config({**BASE, name: value})
+
+
+def test_missing_output_bucket_is_an_error_not_a_default() -> None:
+    with pytest.raises(ConfigError, match="OUTPUT_BUCKET is required"):
+        store_config({})
+
+
+def test_validate_limits() -> None:
+    limits = validate_config({"MAX_SOURCE_BYTES": "10", "ALLOWED_FORMATS": "jpeg, png"}).limits
+    assert (limits.max_bytes, limits.allowed_formats) == (10, ("JPEG", "PNG"))

@@ -1,0 +1,694 @@
+"""template.yaml: lint-clean, and the CloudFormation SAM makes of it is least-privilege,
+encrypted, traced and wired the way the functions and the state machine expect.
+
+Nothing here calls AWS: cfn-lint runs in-process, and the SAM transform runs offline
+with a managed-policy loader stub (samtranslator's own tests do the same) after local
+code paths are swapped for s3:// URIs, as `sam package` would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint_file
+from cfnlint.decode import decode
+from moto.events.models import EventPattern
+from samtranslator.translator.transform import transform
+
+from imgpipe.config import resize_config, store_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+ASL = ROOT / "statemachine" / "pipeline.asl.json"
+
+FUNCTIONS = ("ValidateFunction", "ResizeFunction", "StoreFunction")
+ARTIFACTS = "s3://imgpipe-artifacts/"
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+class _NoManagedPolicies:
+    """samtranslator asks for the account's managed-policy map only to resolve
+    policy *names*; the template uses none, so an empty map keeps AWS out of it."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def sam() -> dict[str, Any]:
+    template, matches = decode(str(TEMPLATE))
+    assert not matches, [m.message for m in matches]
+    assert template is not None
+    return json.loads(json.dumps(template))
+
+
+@pytest.fixture(scope="module")
+def cfn(sam: dict[str, Any]) -> dict[str, Any]:
+    packaged = copy.deepcopy(sam)
+    for resource in packaged["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+            if isinstance(props.get(key), str):
+                props[key] = ARTIFACTS + props[key]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        return transform(packaged, {}, _NoManagedPolicies())
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def layer_logical_id(cfn: dict[str, Any], sam_id: str) -> str:
+    """SAM renames layers to <LogicalId><content hash>."""
+    (found,) = [k for k in resources(cfn, "AWS::Lambda::LayerVersion") if k.startswith(sam_id)]
+    return found
+
+
+def defaults(sam: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v.get("Default")) for k, v in sam["Parameters"].items()}
+
+
+# A tiny evaluator for the intrinsics the template uses, to read the deployed values of
+# event patterns and environments for given parameter values.
+NO_VALUE = object()
+
+
+def resolve(
+    value: Any, params: dict[str, str], conditions: dict[str, Any], refs: dict[str, str]
+) -> Any:
+    def cond(name: str) -> bool:
+        return bool(resolve(conditions[name], params, conditions, refs))
+
+    if isinstance(value, list):
+        items = [resolve(v, params, conditions, refs) for v in value]
+        return [v for v in items if v is not NO_VALUE]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Ref":
+            if arg == "AWS::NoValue":
+                return NO_VALUE
+            return params[arg] if arg in params else refs[arg]
+        if key == "Fn::If":
+            return resolve(arg[1] if cond(arg[0]) else arg[2], params, conditions, refs)
+        if key == "Fn::Sub" and isinstance(arg, str):
+            return re.sub(
+                r"\$\{([^}]+)\}", lambda m: params.get(m.group(1), refs.get(m.group(1), "")), arg
+            )
+        if key == "Fn::Equals":
+            a, b = (resolve(x, params, conditions, refs) for x in arg)
+            return a == b
+        if key == "Fn::Not":
+            return not resolve(arg[0], params, conditions, refs)
+        if key == "Fn::And":
+            return all(resolve(x, params, conditions, refs) for x in arg)
+        if key == "Fn::Or":
+            return any(resolve(x, params, conditions, refs) for x in arg)
+        if key == "Condition":
+            return cond(arg)
+    out = {k: resolve(v, params, conditions, refs) for k, v in value.items()}
+    return {k: v for k, v in out.items() if v is not NO_VALUE}
+
+
+# ---------------------------------------------------------------- lint and shape
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    matches = lint_file(TEMPLATE)
+    assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
+
+
+def test_fixed_logical_ids_have_their_types(sam: dict[str, Any]) -> None:
+    expected = {
+        "InputBucket": "AWS::S3::Bucket",
+        "OutputBucket": "AWS::S3::Bucket",
+        "ValidateFunction": "AWS::Serverless::Function",
+        "ResizeFunction": "AWS::Serverless::Function",
+        "StoreFunction": "AWS::Serverless::Function",
+        "PillowLayer": "AWS::Serverless::LayerVersion",
+        "CoreLayer": "AWS::Serverless::LayerVersion",
+        "ImagePipeline": "AWS::Serverless::StateMachine",
+    }
+    assert {k: sam["Resources"][k]["Type"] for k in expected} == expected
+
+
+def test_functions_run_app_handler_from_their_own_folder(sam: dict[str, Any]) -> None:
+    glob = sam["Globals"]["Function"]
+    assert glob["Handler"] == "app.handler"
+    assert glob["Runtime"] == {"Ref": "Runtime"}
+    assert glob["Architectures"] == [{"Ref": "Architecture"}]
+    for logical, folder in zip(FUNCTIONS, ("validate", "resize", "store"), strict=True):
+        props = sam["Resources"][logical]["Properties"]
+        assert props["CodeUri"] == f"functions/{folder}/"
+        assert "Handler" not in props or props["Handler"] == "app.handler"
+    params = sam["Parameters"]
+    assert params["Runtime"]["Default"] == "python3.13"
+    assert params["Architecture"]["Default"] == "arm64"
+
+
+def test_memory_and_timeouts_are_parameters_with_the_agreed_defaults(sam: dict[str, Any]) -> None:
+    want = {"Validate": (256, 15), "Resize": (1024, 60), "Store": (256, 15)}
+    for name, (memory, timeout) in want.items():
+        props = sam["Resources"][f"{name}Function"]["Properties"]
+        assert props["MemorySize"] == {"Ref": f"{name}MemorySize"}
+        assert props["Timeout"] == {"Ref": f"{name}Timeout"}
+        assert sam["Parameters"][f"{name}MemorySize"]["Default"] == memory
+        assert sam["Parameters"][f"{name}Timeout"]["Default"] == timeout
+
+
+# ---------------------------------------------------------------- environment
+
+
+def function_env(cfn: dict[str, Any], logical: str) -> dict[str, Any]:
+    return cfn["Resources"][logical]["Properties"]["Environment"]["Variables"]
+
+
+def test_function_environments_are_exactly_what_each_function_reads(cfn: dict[str, Any]) -> None:
+    powertools = {
+        "POWERTOOLS_SERVICE_NAME": "imgpipe",
+        "POWERTOOLS_METRICS_NAMESPACE": {"Ref": "MetricsNamespace"},
+        "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+        "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+        "POWERTOOLS_TRACER_CAPTURE_ERROR": "true",
+    }
+    limits = {
+        "MAX_SOURCE_BYTES": {"Ref": "MaxSourceBytes"},
+        "MAX_SOURCE_PIXELS": {"Ref": "MaxSourcePixels"},
+        "MAX_FRAMES": {"Ref": "MaxFrames"},
+        "ALLOWED_FORMATS": {"Ref": "AllowedFormats"},
+    }
+    output = {"OUTPUT_BUCKET": {"Ref": "OutputBucket"}, "OUTPUT_PREFIX": {"Ref": "OutputPrefix"}}
+    rendering = {
+        "RENDITIONS": {"Ref": "Renditions"},
+        "OUTPUT_FORMATS": {"Ref": "OutputFormats"},
+        "JPEG_QUALITY": {"Ref": "JpegQuality"},
+        "WEBP_QUALITY": {"Ref": "WebpQuality"},
+        "AVIF_QUALITY": {"Ref": "AvifQuality"},
+        "ALLOW_UPSCALE": {"Ref": "AllowUpscale"},
+        "BACKGROUND_COLOR": {"Ref": "BackgroundColor"},
+        "CACHE_CONTROL": {"Ref": "CacheControl"},
+    }
+    assert function_env(cfn, "ValidateFunction") == {**powertools, **limits}
+    assert function_env(cfn, "ResizeFunction") == {**powertools, **limits, **output, **rendering}
+    assert function_env(cfn, "StoreFunction") == {**powertools, **output}
+
+
+def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None:
+    assert {
+        k: v
+        for k, v in defaults(sam).items()
+        if k
+        in {
+            "MetricsNamespace",
+            "LogLevel",
+            "MaxSourceBytes",
+            "MaxSourcePixels",
+            "MaxFrames",
+            "AllowedFormats",
+            "OutputPrefix",
+            "Renditions",
+            "OutputFormats",
+            "JpegQuality",
+            "WebpQuality",
+            "AvifQuality",
+            "AllowUpscale",
+            "BackgroundColor",
+            "CacheControl",
+            "InputKeyPrefix",
+            "InputKeySuffix",
+        }
+    } == {
+        "MetricsNamespace": "Imgpipe",
+        "LogLevel": "INFO",
+        "MaxSourceBytes": "52428800",
+        "MaxSourcePixels": "100000000",
+        "MaxFrames": "500",
+        "AllowedFormats": "JPEG,PNG,WEBP,GIF,TIFF,AVIF",
+        "OutputPrefix": "",
+        "Renditions": "thumb:320,medium:1024,large:2048",
+        "OutputFormats": "webp,jpeg",
+        "JpegQuality": "82",
+        "WebpQuality": "80",
+        "AvifQuality": "60",
+        "AllowUpscale": "false",
+        "BackgroundColor": "#ffffff",
+        "CacheControl": "public, max-age=31536000, immutable",
+        "InputKeyPrefix": "",
+        "InputKeySuffix": "",
+    }
+
+
+def test_default_environment_is_accepted_by_the_functions_config(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    # Given the environment CloudFormation would set with every default
+    params = defaults(sam)
+    refs = {"OutputBucket": "imgpipe-output-0123abcd"}
+    env = {
+        logical: {
+            k: str(v)
+            for k, v in resolve(function_env(cfn, logical), params, sam["Conditions"], refs).items()
+        }
+        for logical in FUNCTIONS
+    }
+    # When each function parses it at cold start, Then nothing is rejected
+    validate = validate_config(env["ValidateFunction"])
+    resize = resize_config(env["ResizeFunction"])
+    store = store_config(env["StoreFunction"])
+    assert validate.limits.max_bytes == 52428800
+    assert len(resize.render.renditions) == 6
+    assert store.output.bucket == "imgpipe-output-0123abcd"
+
+
+@pytest.mark.parametrize(
+    ("parameter", "good", "bad"),
+    [
+        (
+            "OutputPrefix",
+            ["", "renditions/", "a/b", "a-b_c/v1.0/"],
+            ["../x", "a/./b", "/abs", "a//b", ".hidden/"],
+        ),
+        ("InputKeyPrefix", ["", "uploads/", "a/b-c_d.e"], ["up*", "a b", "caf\u00e9/", "a\\b"]),
+        ("InputKeySuffix", ["", ".jpg"], ["*.jpg", ".JP G"]),
+        (
+            "Renditions",
+            ["thumb:320", "a:1,b-2:16384"],
+            ["thumb", "Thumb:320", "thumb:0", "thumb:320,"],
+        ),
+        ("OutputFormats", ["webp", "jpeg,avif,png"], ["gif", "webp,", "WEBP"]),
+        ("AllowedFormats", ["JPEG", "PNG,GIF"], ["jpeg", "BMP", ""]),
+        ("BackgroundColor", ["#000000", "#A0b1C2"], ["ffffff", "#fff", "red"]),
+        ("MetricsNamespace", ["Imgpipe", "Team/Imgpipe"], ["AWS/Lambda", ""]),
+    ],
+)
+def test_parameter_patterns_accept_sane_values_and_refuse_bad_ones(
+    sam: dict[str, Any], parameter: str, good: list[str], bad: list[str]
+) -> None:
+    pattern = sam["Parameters"][parameter]["AllowedPattern"]
+    assert [v for v in good if not re.fullmatch(pattern, v)] == []
+    assert [v for v in bad if re.fullmatch(pattern, v)] == []
+
+
+# ---------------------------------------------------------------- trigger
+
+
+def the_rule(cfn: dict[str, Any]) -> dict[str, Any]:
+    (rule,) = resources(cfn, "AWS::Events::Rule").values()
+    return rule["Properties"]
+
+
+def test_rule_matches_object_created_in_the_input_bucket(cfn: dict[str, Any]) -> None:
+    pattern = the_rule(cfn)["EventPattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "InputBucket"}]
+
+
+def test_rule_target_is_the_state_machine_with_retries_and_a_dead_letter_queue(
+    cfn: dict[str, Any],
+) -> None:
+    (target,) = the_rule(cfn)["Targets"]
+    assert target["Arn"] == {"Ref": "ImagePipeline"}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert 60 <= target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86400
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]}}
+    # The rule's role may start this state machine and nothing else.
+    role_id = target["RoleArn"]["Fn::GetAtt"][0]
+    statements = [
+        s
+        for p in cfn["Resources"][role_id]["Properties"]["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+    ]
+    assert [(s["Action"], s["Resource"]) for s in statements] == [
+        ("states:StartExecution", {"Ref": "ImagePipeline"})
+    ]
+
+
+def test_only_the_rule_may_send_to_the_dead_letter_queue(cfn: dict[str, Any]) -> None:
+    rule_id = next(iter(resources(cfn, "AWS::Events::Rule")))
+    policy = cfn["Resources"]["TriggerDeadLetterQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "TriggerDeadLetterQueue"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}
+    }
+    queue = cfn["Resources"]["TriggerDeadLetterQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 1209600
+
+
+def s3_event(bucket: str, key: str, detail_type: str = "Object Created") -> dict[str, Any]:
+    """An S3 EventBridge event in the shape AWS documents."""
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-27T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": 5,
+                "etag": "b1946ac92492d2347c6235b4d2611184",
+                "sequencer": "00617F08299329D189",
+            },
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "reason": "PutObject",
+        },
+    }
+
+
+KEYS = [
+    "uploads/cat.jpg",
+    "uploads/deep/dog.jpg",
+    "uploads/cat.png",
+    "other/cat.jpg",
+    "cat.jpg",
+    "uploads/",
+]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "started"),
+    [
+        ("", "", set(KEYS)),
+        (
+            "uploads/",
+            "",
+            {"uploads/cat.jpg", "uploads/deep/dog.jpg", "uploads/cat.png", "uploads/"},
+        ),
+        ("", ".jpg", {"uploads/cat.jpg", "uploads/deep/dog.jpg", "other/cat.jpg", "cat.jpg"}),
+        ("uploads/", ".jpg", {"uploads/cat.jpg", "uploads/deep/dog.jpg"}),
+    ],
+)
+def test_key_filters_start_exactly_the_matching_uploads(
+    sam: dict[str, Any], cfn: dict[str, Any], prefix: str, suffix: str, started: set[str]
+) -> None:
+    # Given the rule's pattern as deployed with these filter parameters
+    params = {**defaults(sam), "InputKeyPrefix": prefix, "InputKeySuffix": suffix}
+    raw = resolve(
+        the_rule(cfn)["EventPattern"], params, sam["Conditions"], {"InputBucket": "in-bucket"}
+    )
+    assert "Fn::" not in json.dumps(raw)
+    if not prefix and not suffix:
+        assert "object" not in raw["detail"]
+    # moto's EventBridge pattern parser rejects malformed patterns
+    pattern = EventPattern.load(json.dumps(raw))
+    # When uploads arrive, Then exactly the filtered keys in the input bucket match
+    matched = {key for key in KEYS if pattern.matches_event(s3_event("in-bucket", key))}
+    assert matched == started
+    assert not pattern.matches_event(s3_event("other-bucket", "uploads/cat.jpg"))
+    assert not pattern.matches_event(s3_event("in-bucket", "uploads/cat.jpg", "Object Deleted"))
+
+
+# ---------------------------------------------------------------- permissions
+
+
+def role_statements(cfn: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    props = cfn["Resources"][role_id]["Properties"]
+    return [s for p in props.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+
+
+def managed(cfn: dict[str, Any], role_id: str) -> set[str]:
+    arns = cfn["Resources"][role_id]["Properties"].get("ManagedPolicyArns", [])
+    return {a if isinstance(a, str) else json.dumps(a) for a in arns}
+
+
+BUCKET_ARN = re.compile(r"^\$\{(InputBucket|OutputBucket)\.Arn\}/(\$\{(\w+)\})?\*$")
+
+
+def _resource_label(resource: Any) -> str:
+    """GetAtt X.Arn -> 'X'; Sub '${X.Arn}/${Prefix}*' -> 'X/${Prefix}*'; else raw JSON."""
+    if resource == {"Fn::GetAtt": ["InputBucket", "Arn"]}:
+        return "InputBucket"
+    if resource == {"Fn::GetAtt": ["OutputBucket", "Arn"]}:
+        return "OutputBucket"
+    if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str):
+        match = BUCKET_ARN.match(resource["Fn::Sub"])
+        if match:
+            return f"{match.group(1)}/{match.group(2) or ''}*"
+    return json.dumps(resource)
+
+
+def permissions(cfn: dict[str, Any], role_id: str) -> set[tuple[str, str]]:
+    """Every (action, resource) pair the role's inline policies allow."""
+    pairs = set()
+    for statement in role_statements(cfn, role_id):
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement
+        assert "NotResource" not in statement
+        assert "Condition" not in statement
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        res = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        pairs |= {(a, _resource_label(r)) for a in actions for r in res}
+    return pairs
+
+
+BASIC = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+}
+
+
+def test_validate_only_reads_uploads(cfn: dict[str, Any]) -> None:
+    assert permissions(cfn, "ValidateFunctionRole") == {
+        ("s3:GetObject", "InputBucket/${InputKeyPrefix}*"),
+        ("s3:GetObjectVersion", "InputBucket/${InputKeyPrefix}*"),
+        ("s3:ListBucket", "InputBucket"),
+    }
+    assert managed(cfn, "ValidateFunctionRole") == BASIC
+
+
+def test_resize_reads_uploads_and_writes_only_renditions(cfn: dict[str, Any]) -> None:
+    assert permissions(cfn, "ResizeFunctionRole") == {
+        ("s3:GetObject", "InputBucket/${InputKeyPrefix}*"),
+        ("s3:GetObjectVersion", "InputBucket/${InputKeyPrefix}*"),
+        ("s3:ListBucket", "InputBucket"),
+        ("s3:PutObject", "OutputBucket/${OutputPrefix}*"),
+    }
+    assert managed(cfn, "ResizeFunctionRole") == BASIC
+
+
+def test_store_touches_only_the_output_bucket(cfn: dict[str, Any]) -> None:
+    assert permissions(cfn, "StoreFunctionRole") == {
+        ("s3:GetObject", "OutputBucket/${OutputPrefix}*"),
+        ("s3:ListBucket", "OutputBucket"),
+        ("s3:PutObject", "OutputBucket/${OutputPrefix}*"),
+    }
+    assert managed(cfn, "StoreFunctionRole") == BASIC
+
+
+def test_no_function_may_write_the_input_bucket_or_use_wildcard_actions(
+    cfn: dict[str, Any],
+) -> None:
+    for logical in FUNCTIONS:
+        for action, resource in permissions(cfn, f"{logical}Role"):
+            assert "*" not in action, (logical, action)
+            assert not (
+                resource.startswith("InputBucket") and not action.startswith(("s3:Get", "s3:List"))
+            )
+            assert not action.startswith(
+                ("s3:Delete", "s3:PutObjectAcl", "s3:PutBucket", "s3:PutLifecycle")
+            )
+
+
+# SAM's LambdaInvokePolicy: the function and its versions/aliases (the trailing *).
+LAMBDA_INVOKE_ARN = (
+    "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${functionName}*"
+)
+
+
+def test_state_machine_may_invoke_exactly_the_three_functions(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"]["ImagePipeline"]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    invoked = set()
+    for statement in role_statements(cfn, role):
+        assert statement["Effect"] == "Allow"
+        assert statement["Action"] == ["lambda:InvokeFunction"]
+        template, variables = statement["Resource"]["Fn::Sub"]
+        assert template == LAMBDA_INVOKE_ARN
+        invoked.add(variables["functionName"]["Ref"])
+    assert invoked == set(FUNCTIONS)
+    # Tracing is the only managed policy: X-Ray segments, no other service.
+    assert managed(cfn, role) == {"arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"}
+
+
+# ---------------------------------------------------------------- layers
+
+
+def test_pillow_only_on_resize_and_core_on_every_function(cfn: dict[str, Any]) -> None:
+    pillow = {"Ref": layer_logical_id(cfn, "PillowLayer")}
+    core = {"Ref": layer_logical_id(cfn, "CoreLayer")}
+    attached = {f: cfn["Resources"][f]["Properties"]["Layers"] for f in FUNCTIONS}
+    assert attached == {
+        "ValidateFunction": [core],
+        "ResizeFunction": [core, pillow],
+        "StoreFunction": [core],
+    }
+
+
+def test_layers_are_built_by_their_makefiles_for_the_template_target(sam: dict[str, Any]) -> None:
+    for logical, folder in (("PillowLayer", "pillow"), ("CoreLayer", "core")):
+        layer = sam["Resources"][logical]
+        assert layer["Metadata"]["BuildMethod"] == "makefile"
+        assert layer["Metadata"]["BuildArchitecture"] == {"Ref": "Architecture"}
+        assert layer["Properties"]["CompatibleRuntimes"] == [{"Ref": "Runtime"}]
+        assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+        makefile_dir = layer["Metadata"].get("ContextPath", layer["Properties"]["ContentUri"])
+        makefile = (ROOT / makefile_dir / "Makefile").read_text(encoding="utf-8")
+        assert Path(makefile_dir).parts[-1] == folder
+        assert re.search(rf"^build-{logical}:", makefile, re.MULTILINE)
+    # CoreLayer's content is the shared package; only src/ is copied for the build.
+    assert sam["Resources"]["CoreLayer"]["Properties"]["ContentUri"] == "src/"
+    assert (ROOT / "src" / "imgpipe" / "__init__.py").is_file()
+
+
+def test_layer_makefile_defaults_follow_the_template_defaults(sam: dict[str, Any]) -> None:
+    text = (ROOT / "layers" / "pip.mk").read_text(encoding="utf-8")
+    found = dict(re.findall(r"^(ARCHITECTURE|RUNTIME)\s*\?=\s*(\S+)", text, re.MULTILINE))
+    assert found == {
+        "ARCHITECTURE": sam["Parameters"]["Architecture"]["Default"],
+        "RUNTIME": sam["Parameters"]["Runtime"]["Default"],
+    }
+
+
+def test_layers_pin_everything_and_leave_boto3_to_the_runtime() -> None:
+    for folder in ("pillow", "core"):
+        lines = [
+            line.split("#", 1)[0].strip()
+            for line in (ROOT / "layers" / folder / "requirements.txt").read_text().splitlines()
+        ]
+        pins = [line for line in lines if line]
+        assert pins
+        assert all(
+            re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[0-9][0-9A-Za-z.]*", p) for p in pins
+        ), pins
+        assert not [p for p in pins if re.match(r"(boto3|botocore|s3transfer)\b", p)]
+
+
+# ---------------------------------------------------------------- storage
+
+
+def test_buckets_block_public_access_encrypt_and_deny_plain_http(cfn: dict[str, Any]) -> None:
+    buckets = resources(cfn, "AWS::S3::Bucket")
+    assert set(buckets) == {"InputBucket", "OutputBucket"}
+    policies = {
+        p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]
+        for p in resources(cfn, "AWS::S3::BucketPolicy").values()
+    }
+    for logical, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+        assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        deny = [
+            s
+            for s in policies[logical]["Statement"]
+            if s["Effect"] == "Deny"
+            and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            and s["Principal"] == "*"
+            and s["Action"] == "s3:*"
+        ]
+        assert len(deny) == 1
+        assert deny[0]["Resource"] == [
+            {"Fn::GetAtt": [logical, "Arn"]},
+            {"Fn::Sub": f"${{{logical}.Arn}}/*"},
+        ]
+
+
+def test_input_bucket_sends_events_to_eventbridge_and_is_versioned(sam: dict[str, Any]) -> None:
+    props = sam["Resources"]["InputBucket"]["Properties"]
+    assert props["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+    }
+    assert props["VersioningConfiguration"] == {"Status": {"Ref": "InputBucketVersioning"}}
+    assert sam["Parameters"]["InputBucketVersioning"]["Default"] == "Enabled"
+    assert sam["Resources"]["InputBucket"]["DeletionPolicy"] == "Retain"
+
+
+# ---------------------------------------------------------------- observability
+
+
+def test_functions_and_state_machine_are_traced(cfn: dict[str, Any]) -> None:
+    for logical in FUNCTIONS:
+        assert cfn["Resources"][logical]["Properties"]["TracingConfig"] == {"Mode": "Active"}
+    machine = cfn["Resources"]["ImagePipeline"]["Properties"]
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    assert machine["StateMachineType"] == "STANDARD"
+
+
+def test_each_function_logs_to_its_own_retained_log_group(cfn: dict[str, Any]) -> None:
+    groups = resources(cfn, "AWS::Logs::LogGroup")
+    used = []
+    for logical in FUNCTIONS:
+        ref = cfn["Resources"][logical]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert groups[ref]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        used.append(ref)
+    assert len(set(used)) == 3
+
+
+def test_outputs_name_buckets_state_machine_and_dead_letter_queue(sam: dict[str, Any]) -> None:
+    outputs = {k: v["Value"] for k, v in sam["Outputs"].items()}
+    assert outputs == {
+        "InputBucketName": {"Ref": "InputBucket"},
+        "OutputBucketName": {"Ref": "OutputBucket"},
+        "StateMachineArn": {"Ref": "ImagePipeline"},
+        "DeadLetterQueueUrl": {"Ref": "TriggerDeadLetterQueue"},
+    }
+
+
+# ---------------------------------------------------------------- state machine wiring
+
+
+def test_definition_substitutions_are_exactly_the_three_function_arns(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    props = sam["Resources"]["ImagePipeline"]["Properties"]
+    assert props["DefinitionUri"] == "statemachine/pipeline.asl.json"
+    expected = {f"{f}Arn": {"Fn::GetAtt": [f, "Arn"]} for f in FUNCTIONS}
+    assert props["DefinitionSubstitutions"] == expected
+    # and SAM hands them to CloudFormation unchanged, next to the uploaded definition
+    machine = cfn["Resources"]["ImagePipeline"]["Properties"]
+    assert machine["DefinitionSubstitutions"] == expected
+    assert machine["DefinitionS3Location"]["Key"] == "statemachine/pipeline.asl.json"
+
+
+def test_every_asl_placeholder_has_a_substitution(sam: dict[str, Any]) -> None:
+    if not ASL.is_file():
+        pytest.skip(f"{ASL.relative_to(ROOT)} is not written yet; nothing to check")
+    text = ASL.read_text(encoding="utf-8")
+    json.loads(text)
+    placeholders = set(re.findall(r"\$\{([^}]*)\}", text))
+    substitutions = set(sam["Resources"]["ImagePipeline"]["Properties"]["DefinitionSubstitutions"])
+    assert placeholders - substitutions == set(), "placeholders CloudFormation would leave as-is"
+    assert substitutions - placeholders == set(), (
+        "functions wired to the state machine but never invoked"
+    )
