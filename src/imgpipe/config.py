@@ -226,7 +226,7 @@ def resize_config(environ: Mapping[str, str] | None = None) -> ResizeConfig:
         limits=limits,
         output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX")),
         render=render,
-        cache_control=env.text("CACHE_CONTROL", "public, max-age=31536000, immutable"),
+        cache_control=env.text("CACHE_CONTROL", "public, max-age=31536000"),
     )
 
 

@@ -10,12 +10,13 @@ Flow of `render`:
 2. JPEG sources get `draft()` so libjpeg decodes at 1/2, 1/4 or 1/8 scale when the
    largest rendition allows it (the EXIF orientation is read from the header first so
    the requested box is in the stored, not the displayed, orientation).
-3. One `load()`; everything after works on that single decode.
-4. Convert to 8-bit sRGB (ICC via ImageCms when the source embeds a profile).
-5. Resize in the stored orientation, premultiplied when there is alpha, from the
-   smallest already-made image that is still comfortably larger than the target.
-6. Per rendition: un-premultiply or flatten, apply the EXIF orientation to the small
-   result, drop every piece of metadata and encode.
+3. One `load()`; everything after works on that single decode, normalised to 8 bits
+   per sample (and premultiplied when there is alpha).
+4. Resize in the stored orientation, each output size from the smallest already-made
+   image that is still comfortably larger than it.
+5. Convert each resized image to sRGB (ImageCms when the source embeds a profile).
+6. Per rendition: composite onto the background for JPEG, apply the EXIF orientation
+   to the small result, drop every piece of metadata and encode.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ _PLUGINS: dict[str, str] = {
 
 # What truncated or damaged data raises from inside Pillow's plugins and decoders
 # (found by fuzzing: truncation, byte flips and zeroed runs over every source format).
-# IndexError comes from palette/tag parsing, RuntimeError from the AVIF decoder.
+# SyntaxError, IndexError, TypeError and struct.error are what Pillow itself treats as
+# "not this format" while identifying; TypeError also comes from a TIFF IFD without
+# dimensions found while counting frames, RuntimeError from the AVIF decoder.
 # UnidentifiedImageError is an OSError too, so it is always caught before these.
 _DECODE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
@@ -75,6 +78,7 @@ _DECODE_ERRORS: tuple[type[Exception], ...] = (
     EOFError,
     struct.error,
     IndexError,
+    TypeError,
     RuntimeError,
 )
 
@@ -103,10 +107,7 @@ _TRANSPOSE: dict[int, Image.Transpose] = {
     8: Image.Transpose.ROTATE_90,
 }
 
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _RAWMODE_BITS = re.compile(r";(32|16|12|4|2|1)(?![0-9])")
-
-
 _PREMULTIPLIED = {"LA": "La", "RGBA": "RGBa"}
 _STRAIGHT = {"La": "LA", "RGBa": "RGBA"}
 
@@ -260,7 +261,7 @@ def _decode(
         orientation=orientation,
         frames=frames,
         mode=mode,
-        has_alpha=mode in _ALPHA_MODES or im.has_transparency_data,
+        has_alpha=im.has_transparency_data,
         bit_depth=bit_depth,
         icc_profile=bool(icc),
         progressive=bool(im.info.get("progressive") or im.info.get("interlace")),

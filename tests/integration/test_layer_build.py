@@ -118,8 +118,12 @@ def build_layers(tmp: Path, python: str, **target: str) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def arm64_layers(python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # Under pytest-xdist every worker would build its own copy; the workers' temp
-    # folders share a parent, so the first one builds there and the others wait for it.
-    shared = tmp_path_factory.getbasetemp().parent / "imgpipe-arm64-layers"
+    # folders share a parent (one per session), so the first one builds there and the
+    # others wait for it. Without xdist that parent outlives the session: use our own.
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    shared = base / "imgpipe-arm64-layers"
     shared.mkdir(exist_ok=True)
     with (shared / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import re
 import struct
 import subprocess
 import sys
@@ -645,6 +646,30 @@ def test_given_truncated_file_when_rendered_then_corrupt_image_with_short_messag
         render(truncated, settings(spec(64)))
     assert 0 < len(str(caught.value)) <= 200
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_given_tiff_whose_second_page_is_damaged_when_rendered_then_corrupt_image() -> None:
+    # Given a two-page TIFF whose second IFD lost its ImageWidth tag (found by fuzzing:
+    # Pillow raises TypeError while counting the pages)
+    pages = [Image.new("RGB", (8, 8), RED), Image.new("RGB", (8, 8), BLUE)]
+    data = bytearray(encode(pages[0], "TIFF", save_all=True, append_images=pages[1:]))
+    width_tags = [m.start() for m in re.finditer(rb"\x00\x01[\x03\x04]\x00\x01\x00\x00\x00", data)]
+    assert len(width_tags) == 2
+    data[width_tags[1] : width_tags[1] + 2] = b"\xfe\xfe"
+    # When rendered / Then it is rejected as corrupt, not a crash
+    with pytest.raises(CorruptImage, match="Missing dimensions"):
+        render(bytes(data), settings(spec(4)))
+
+
+def test_given_avif_with_damaged_bitstream_when_rendered_then_corrupt_image() -> None:
+    # Given an AVIF whose AV1 data starts with 32 zero bytes (libavif reports this as a
+    # RuntimeError from Pillow's decoder)
+    data = bytearray(encode(quadrants(64, 64), "AVIF"))
+    payload = data.index(b"mdat") + 4
+    data[payload : payload + 32] = bytes(32)
+    # When rendered / Then CorruptImage
+    with pytest.raises(CorruptImage):
+        render(bytes(data), settings(spec(16)))
 
 
 def test_given_png_with_damaged_header_when_rendered_then_corrupt_not_unsupported() -> None:

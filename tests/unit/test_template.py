@@ -241,7 +241,7 @@ def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None
         "AvifQuality": "60",
         "AllowUpscale": "false",
         "BackgroundColor": "#ffffff",
-        "CacheControl": "public, max-age=31536000, immutable",
+        "CacheControl": "public, max-age=31536000",
         "InputKeyPrefix": "",
         "InputKeySuffix": "",
     }
