@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock lint typecheck test test-fast demo bench clean
+.PHONY: help install lock lint test demo clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,9 +25,11 @@ lock: $(VENV)/.installed ## re-resolve requirements/dev.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements/dev.lock
 
 lint: install ## ruff, mypy and cfn-lint
-	$(BIN)/ruff check src functions tests benchmarks
-	$(BIN)/ruff format --check src functions tests benchmarks
+	$(BIN)/ruff check src functions tests layers
+	$(BIN)/ruff format --check src functions tests layers
 	$(BIN)/mypy
+	# Each handler is its own `app` module, so mypy checks them one at a time.
+	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
 	$(BIN)/cfn-lint template.yaml
 
 test: install ## run the whole test suite (what CI runs)
@@ -37,7 +39,7 @@ demo: install ## run the pipeline locally end to end on the sample images
 	$(BIN)/imgpipe demo
 
 clean: ## remove build output and the virtual environment
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache build
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis build demo-output
 
 # ---------------------------------------------------------------- SAM build and deploy
 # The SAM CLI lives in its own virtualenv: its pins clash with the dev tools in .venv.

@@ -63,7 +63,8 @@ def _has_alpha(path: Path) -> bool:
     with Image.open(path) as im:
         if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:
             return False
-        return bool(im.convert("RGBA").getchannel("A").getextrema()[0] < 255)
+        lowest, _ = im.convert("RGBA").getchannel("A").getextrema()
+        return bool(isinstance(lowest, int) and lowest < 255)
 
 
 def _fit(size: tuple[int, int], box: int) -> tuple[int, int]:

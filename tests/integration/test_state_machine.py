@@ -55,6 +55,12 @@ def marked_photo(width: int, height: int, orientation: int = 1) -> bytes:
     return out.getvalue()
 
 
+def pixel(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    value = image.getpixel(xy)
+    assert isinstance(value, tuple)
+    return value
+
+
 def output_objects(cloud: LocalCloud, prefix: str) -> dict[str, dict[str, Any]]:
     listing = cloud.s3.list_objects_v2(Bucket=cloud.output_bucket, Prefix=prefix)
     found = {}
@@ -103,8 +109,8 @@ def test_photo_is_processed_into_every_rendition_and_a_manifest(cloud: LocalClou
         assert len(stored["data"]) == rendition["bytes"]
         assert not image.getexif(), "EXIF/GPS must not reach renditions"
         rgb = image.convert("RGB")
-        top_left = rgb.getpixel((image.width // 4, image.height // 4))
-        bottom_right = rgb.getpixel((image.width * 3 // 4, image.height * 3 // 4))
+        top_left = pixel(rgb, (image.width // 4, image.height // 4))
+        bottom_right = pixel(rgb, (image.width * 3 // 4, image.height * 3 // 4))
         assert top_left[0] > 180, top_left
         assert top_left[2] < 90, top_left
         assert bottom_right[2] > 150, bottom_right
@@ -147,11 +153,11 @@ def test_transparent_png_keeps_alpha_in_webp_and_flattens_jpeg(cloud: LocalCloud
     )
     assert webp.mode == "RGBA"
     assert webp.size == (320, 320)
-    assert webp.getpixel((5, 5))[3] == 0
-    assert webp.getpixel((160, 160))[3] == 255
+    assert pixel(webp, (5, 5))[3] == 0
+    assert pixel(webp, (160, 160))[3] == 255
     assert jpeg.mode == "RGB"
-    assert all(c > 245 for c in jpeg.getpixel((5, 5)))
-    assert jpeg.getpixel((160, 160))[1] > 180
+    assert all(c > 245 for c in pixel(jpeg, (5, 5)))
+    assert pixel(jpeg, (160, 160))[1] > 180
 
 
 @pytest.mark.parametrize(
