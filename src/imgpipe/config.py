@@ -127,7 +127,7 @@ def _limits(env: _Env) -> Limits:
         raise ConfigError(msg)
     return Limits(
         max_bytes=env.integer("MAX_SOURCE_BYTES", 50 * 1024 * 1024, minimum=1),
-        max_pixels=env.integer("MAX_SOURCE_PIXELS", 100_000_000, minimum=1),
+        max_pixels=env.integer("MAX_SOURCE_PIXELS", 80_000_000, minimum=1),
         max_frames=env.integer("MAX_FRAMES", 500, minimum=1),
         allowed_formats=formats,
     )

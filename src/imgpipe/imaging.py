@@ -141,16 +141,22 @@ def render(
     for spec in settings.renditions:
         _check_spec(spec)
     formats = _decoder_formats(source_format)
-    # Pillow only *warns* between MAX_IMAGE_PIXELS and twice that; a warning would let a
-    # near-bomb through, so inside this block it is raised like the error. The filter is
-    # process-global while active, which is fine for one-request-at-a-time Lambda.
+    # Pillow's own guard is kept and set to the configured budget, so the two limits
+    # agree (its default, ~89.5 Mpx, would silently cap a larger budget). Pillow only
+    # *warns* between the limit and twice that; a warning would let a near-bomb through,
+    # so inside this block it is raised like the error. Both settings are process-global
+    # while active, which is fine for one-request-at-a-time Lambda.
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        Image.MAX_IMAGE_PIXELS = settings.max_pixels
         try:
             facts, decoded = _decode(data, settings, formats)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            msg = f"image is larger than Pillow's decompression-bomb limit: {exc}"
+            msg = f"image is larger than the pixel budget: {exc}"
             raise TooManyPixels(msg) from exc
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
     return facts, _derive(decoded, facts, settings)
 
 

@@ -53,7 +53,7 @@ class RenderSettings:
     renditions: tuple[RenditionSpec, ...]
     background: tuple[int, int, int] = (255, 255, 255)
     allow_upscale: bool = False
-    max_pixels: int = 100_000_000
+    max_pixels: int = 80_000_000
     # WebP `method` (0 fastest .. 6 smallest); see docs/imaging.md for the measurements.
     webp_method: int = 4
     # AVIF `speed` (0 slowest/smallest .. 10 fastest).

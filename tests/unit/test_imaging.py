@@ -607,24 +607,32 @@ def test_given_header_over_budget_when_rendered_then_too_many_pixels_before_deco
 def test_given_decompression_bomb_header_when_rendered_then_too_many_pixels() -> None:
     # Given a 100000x100000 IHDR (10 gigapixels; allocating it would need 30 GB)
     data = png_header_only(100_000, 100_000)
-    # When rendered with a budget above Pillow's own limit
-    # Then Pillow's DecompressionBombError arrives as TooManyPixels
+    # When rendered with the default budget
+    # Then it is refused from the header, before any decoder exists
     with pytest.raises(TooManyPixels):
-        render(data, settings(spec(320), max_pixels=10**12))
+        render(data, settings(spec(320)))
 
 
-def test_given_pillow_warning_zone_when_rendered_then_warning_becomes_too_many_pixels() -> None:
-    # Given 95 Mpx: above Image.MAX_IMAGE_PIXELS (~89.5 M, where Pillow only warns) but
-    # below twice it (where Pillow raises), and a generous own budget
-    data = png_header_only(10_000, 9_500)
+def test_given_pillow_warning_zone_of_the_budget_then_warning_becomes_too_many_pixels() -> None:
+    # Given 1.5 Mpx against a 1 Mpx budget: the zone where Pillow only warns
+    data = png_header_only(1_500, 1_000)
     filters_before = list(warnings.filters)
     limit_before = Image.MAX_IMAGE_PIXELS
     # When rendered / Then the warning is an error, and the global state is untouched
-    with pytest.raises(TooManyPixels, match="decompression-bomb"):
-        render(data, settings(spec(320), max_pixels=10**9))
+    with pytest.raises(TooManyPixels, match="pixel budget"):
+        render(data, settings(spec(320), max_pixels=1_000_000))
     assert warnings.filters == filters_before
     assert limit_before == Image.MAX_IMAGE_PIXELS
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_given_budget_above_pillows_default_then_pillow_follows_the_budget() -> None:
+    # Given 95 Mpx, above Pillow's default limit (~89.5 Mpx), and a 200 Mpx budget
+    data = png_header_only(10_000, 9_500)
+    # When rendered, Then the size is accepted and decoding is attempted (and fails
+    # here only because the file holds no pixel data)
+    with pytest.raises(CorruptImage):
+        render(data, settings(spec(320), max_pixels=200_000_000))
 
 
 # ------------------------------------------------------------------------ bad input

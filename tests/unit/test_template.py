@@ -230,7 +230,7 @@ def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None
         "MetricsNamespace": "Imgpipe",
         "LogLevel": "INFO",
         "MaxSourceBytes": "52428800",
-        "MaxSourcePixels": "100000000",
+        "MaxSourcePixels": "80000000",
         "MaxFrames": "500",
         "AllowedFormats": "JPEG,PNG,WEBP,GIF,TIFF,AVIF",
         "OutputPrefix": "",
