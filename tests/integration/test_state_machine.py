@@ -213,7 +213,8 @@ def test_url_encoded_key_in_event_resolves_to_the_object(cloud: LocalCloud) -> N
 def test_event_for_a_deleted_object_is_skipped(cloud: LocalCloud) -> None:
     # Given an upload whose object is deleted before its execution starts
     key = "gone/photo.jpg"
-    cloud.s3.put_object(Bucket=cloud.input_bucket, Key=key, Body=marked_photo(64, 64))
+    with cloud.bridge.paused():
+        cloud.s3.put_object(Bucket=cloud.input_bucket, Key=key, Body=marked_photo(64, 64))
     event = cloud.object_created_event(key)
     versions = cloud.s3.list_object_versions(Bucket=cloud.input_bucket, Prefix=key)["Versions"]
     for version in versions:
@@ -229,9 +230,10 @@ def test_event_for_a_deleted_object_is_skipped(cloud: LocalCloud) -> None:
 def test_older_event_does_not_render_over_a_newer_upload(cloud: LocalCloud) -> None:
     # Given two uploads of one key, and the first upload's event arriving last
     key = "race/photo.jpg"
-    cloud.s3.put_object(Bucket=cloud.input_bucket, Key=key, Body=marked_photo(100, 100))
-    old_event = cloud.object_created_event(key)
-    cloud.s3.put_object(Bucket=cloud.input_bucket, Key=key, Body=marked_photo(200, 100))
+    with cloud.bridge.paused():
+        cloud.s3.put_object(Bucket=cloud.input_bucket, Key=key, Body=marked_photo(100, 100))
+        old_event = cloud.object_created_event(key)
+        cloud.s3.put_object(Bucket=cloud.input_bucket, Key=key, Body=marked_photo(200, 100))
     # When the old event is processed
     record = cloud.wait(cloud.start(old_event), key)
     # Then it is skipped as superseded

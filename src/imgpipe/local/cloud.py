@@ -1,25 +1,42 @@
 """The pipeline on one machine: `template.yaml` deployed into moto's AWS emulation.
 
 moto runs the real ASL file (its Step Functions execution mode embeds an ASL
-interpreter); Lambda tasks reach our handlers through `LocalFunctions` instead of
-Docker. Everything deployed here is read from the template: bucket and function
-logical ids, handlers, environment, the definition file and its substitutions, and
-the EventBridge rule's pattern.
+interpreter); Lambda tasks reach our handlers instead of Docker. Everything deployed
+here is read from the template — buckets with their notification, encryption and
+public-access settings and policies, the queue and its policy, log groups, layers,
+functions with their handler, environment, layers and inline policies, the state
+machine from its definition file with `DefinitionSubstitutions` applied, and the
+EventBridge rule with its pattern, retry policy and dead-letter queue. There is no
+second description of the stack to drift from it.
 
-moto does not deliver EventBridge events to Step Functions targets, so `upload`
-bridges that gap itself: it builds the S3 "Object Created" event in AWS's documented
-shape, asks moto's EventBridge rule matcher whether the template's rule matches it,
-and starts the execution with the event as input, as the rule's target would.
+Two ways to run it:
+
+* in-process (`mock_aws`): fast, used by most tests; handlers run in this process
+  (`LocalFunctions`), so tests can reach into a handler module to inject faults;
+* server mode (`ThreadedMotoServer` on loopback): any AWS client (the AWS CLI, plain
+  boto3) can use the endpoint; handlers run in isolated worker processes
+  (`WorkerFunctions`) with only their own environment and layers.
+
+moto delivers S3 "Object Created" events to EventBridge rules but not to Step Functions
+targets. `EventBridgeBridge` fills that gap without touching the template: when one of
+moto's rules matches an event and targets a state machine, it starts an execution with
+the event as input (named with a fresh UUID, as AWS does), and sends events it cannot
+deliver to the target's dead-letter queue.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import logging
+import os
+import threading
 import time
+import urllib.request
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,10 +48,10 @@ from urllib.parse import quote_plus
 import boto3
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
-from moto.events.models import EventPattern
+from moto.events.models import EventPattern, Rule
 
 from imgpipe.local.runner import LocalFunctions
-from imgpipe.local.template import Template
+from imgpipe.local.template import FunctionSpec, Template
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -74,27 +91,156 @@ class ExecutionRecord:
         ]
 
 
+@dataclass
+class Delivery:
+    """One event the bridge handed to a state machine (or to the dead-letter queue)."""
+
+    event: dict[str, Any]
+    rule: str
+    execution_arn: str | None
+    error: str | None = None
+
+    @property
+    def bucket(self) -> str:
+        return str(self.event["detail"]["bucket"]["name"])
+
+    @property
+    def key(self) -> str:
+        return str(self.event["detail"]["object"]["key"])
+
+    @property
+    def version_id(self) -> str | None:
+        value = self.event["detail"]["object"].get("version-id")
+        return str(value) if value else None
+
+
+class EventBridgeBridge:
+    """Delivers matched EventBridge events to Step Functions targets inside moto."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self._paused = False
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop delivering (tests that hand-craft an event start executions themselves)."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
+    def deliver(self, rule: Rule, event: dict[str, Any]) -> None:
+        if self._paused:
+            return
+        for target in rule.targets:
+            arn = str(target["Arn"])
+            if not _is_state_machine(arn):
+                continue
+            # moto reuses one event id for every S3 event and writes the time as a Unix
+            # timestamp; AWS gives each event its own id and an ISO 8601 time.
+            delivered = {**event, "id": str(uuid.uuid4())}
+            if isinstance(event.get("time"), int | float):
+                delivered["time"] = datetime.fromtimestamp(event["time"], UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                )
+            try:
+                execution_arn = _start_execution(arn, delivered)
+                record = Delivery(delivered, rule.name, execution_arn)
+            except Exception as error:
+                record = Delivery(delivered, rule.name, None, f"{type(error).__name__}: {error}")
+                _dead_letter(target, delivered, record.error or "")
+            with self._changed:
+                self.deliveries.append(record)
+                self._changed.notify_all()
+
+    def wait_for(
+        self, bucket: str, key: str, version_id: str | None, *, after: int, timeout_s: float
+    ) -> Delivery:
+        """The delivery of the event for this object version, made after index `after`."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                for delivery in self.deliveries[after:]:
+                    if (delivery.bucket, delivery.key) == (bucket, key) and (
+                        version_id is None or delivery.version_id == version_id
+                    ):
+                        return delivery
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    msg = f"no execution was started for s3://{bucket}/{key}"
+                    raise TimeoutError(msg)
+                self._changed.wait(remaining)
+
+
+def _is_state_machine(arn: str) -> bool:
+    return ":states:" in arn and ":stateMachine:" in arn
+
+
+def _start_execution(state_machine_arn: str, event: dict[str, Any]) -> str:
+    from moto.stepfunctions.responses import get_backend
+
+    backend = get_backend(ACCOUNT, REGION)
+    execution = backend.start_execution(
+        state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(event)
+    )
+    return str(execution.execution_arn)
+
+
+def _dead_letter(target: dict[str, Any], event: dict[str, Any], error: str) -> None:
+    queue_arn = target.get("DeadLetterConfig", {}).get("Arn")
+    if not queue_arn:
+        return
+    from moto.sqs.models import sqs_backends
+
+    account, queue = queue_arn.split(":")[4], queue_arn.split(":")[5]
+    sqs_backends[account][REGION].send_message(
+        queue_name=queue,
+        message_body=json.dumps(event),
+        message_attributes={
+            "ERROR_MESSAGE": {"DataType": "String", "StringValue": error[:256]},
+            "RULE_ARN": {"DataType": "String", "StringValue": str(target.get("Id", ""))},
+        },
+    )
+
+
+@dataclass
+class DeployedResource:
+    logical_id: str
+    type: str
+    physical_id: str
+
+
 class LocalCloud:
     """A deployed copy of the stack inside moto. Use `LocalCloud.running()`."""
 
     def __init__(
         self,
         template: Template,
+        session: boto3.Session,
         *,
+        endpoint_url: str | None = None,
         stack_name: str = "imgpipe-local",
-        retry_sleep: Any = None,
     ) -> None:
         self.template = template
+        self.session = session
+        self.endpoint_url = endpoint_url
         self.stack_name = stack_name
-        self._retry_sleep = retry_sleep
-        self._sequencer = 0
-        self.session = boto3.Session(region_name=REGION)
-        self.s3 = self.session.client("s3")
-        self.sfn = self.session.client("stepfunctions")
+        self.bridge = EventBridgeBridge()
+        self.s3 = self.client("s3")
+        self.sfn = self.client("stepfunctions")
         self.names: dict[str, str] = {}
+        self.arns: dict[str, str] = {}
         self.state_machine_arn = ""
-        self.functions: LocalFunctions | None = None
+        self.functions: Any = None
         self.rule_pattern: dict[str, Any] = {}
+        self.deployed: list[DeployedResource] = []
+        self.bucket_policies: dict[str, dict[str, Any]] = {}
+        self._sequencer = 0
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint_url)
 
     @classmethod
     @contextmanager
@@ -103,27 +249,68 @@ class LocalCloud:
         root: Path | None = None,
         *,
         parameters: dict[str, str] | None = None,
-        retry_sleep: Any = None,
+        retry_sleep: Callable[[float], None] | None = None,
         environment: dict[str, str] | None = None,
+        server: bool = False,
+        port: int = 0,
+        workers: bool = False,
+        work_dir: Path | None = None,
     ) -> Iterator[LocalCloud]:
         """Start moto, deploy the template into it, and tear everything down after.
 
+        `server=True` serves the emulator on 127.0.0.1:`port` (0 picks a free port);
+        `workers=True` (server mode only) runs each function in its own process.
         `retry_sleep` replaces the interpreter's wait between retries (tests pass a
         recorder so backoff is asserted, not waited for).
         """
-        template = Template((root or project_root()) / "template.yaml", parameters)
-        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-            cloud = cls(template, retry_sleep=retry_sleep)
-            with cloud._patched(environment or {}):
-                cloud.deploy(environment or {})
-                yield cloud
+        if workers and not server:
+            msg = "worker processes need the emulator in server mode to reach AWS"
+            raise ValueError(msg)
+        root = root or project_root()
+        template = Template(root / "template.yaml", parameters)
+        with _emulator(server, port) as endpoint:
+            session = boto3.Session(
+                region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
+            )
+            cloud = cls(template, session, endpoint_url=endpoint)
+            with cloud._patched(retry_sleep):
+                cloud.deploy()
+                if workers:
+                    from imgpipe.local.workers import WorkerFunctions, assemble_layers
+
+                    layers = assemble_layers(
+                        template, (work_dir or root / "build") / "local-layers"
+                    )
+                    cloud.functions = WorkerFunctions(
+                        template.functions(),
+                        names=cloud.names,
+                        arns=cloud.arns,
+                        layers=layers,
+                        endpoint_url=str(endpoint),
+                        region=REGION,
+                        extra_environment=environment,
+                    )
+                else:
+                    cloud.functions = LocalFunctions(
+                        template.functions(),
+                        names=cloud.names,
+                        base_environment=environment,
+                        region=REGION,
+                        account=ACCOUNT,
+                    )
+                try:
+                    yield cloud
+                finally:
+                    close = getattr(cloud.functions, "close", None)
+                    if close is not None:
+                        close()
 
     @contextmanager
-    def _patched(self, environment: dict[str, str]) -> Iterator[None]:
+    def _patched(self, retry_sleep: Callable[[float], None] | None) -> Iterator[None]:
         cloud = self
+        original_send = Rule.send_to_targets
 
         def invoke(fn: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
-            assert cloud.functions is not None
             invocation = cloud.functions.invoke(fn.function_name, event)
             fn.logs_backend.ensure_log_group(fn.logs_group_name)
             fn.save_logs(invocation.logs)
@@ -133,11 +320,23 @@ class LocalCloud:
                 invocation.logs,
             )
 
-        patches: list[Any] = [mock.patch.object(LambdaFunction, "_invoke_lambda", invoke)]
-        if self._retry_sleep is not None:
+        def send_to_targets(rule: Rule, event: Any, transform_input: bool = True) -> None:
+            # moto raises NotImplementedError at the first Step Functions target, so it
+            # gets the other targets only and the bridge takes the state machines.
+            others = copy.copy(rule)
+            others.targets = [t for t in rule.targets if not _is_state_machine(t["Arn"])]
+            original_send(others, event, transform_input)
+            if rule.event_pattern.matches_event(event):
+                cloud.bridge.deliver(rule, event)
+
+        patches: list[Any] = [
+            mock.patch.object(LambdaFunction, "_invoke_lambda", invoke),
+            mock.patch.object(Rule, "send_to_targets", send_to_targets),
+        ]
+        if retry_sleep is not None:
             from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-            patches.append(mock.patch.object(retrier_decl, "time", _Clock(self._retry_sleep)))
+            patches.append(mock.patch.object(retrier_decl, "time", _Clock(retry_sleep)))
         for patch in patches:
             patch.start()
         try:
@@ -151,77 +350,262 @@ class LocalCloud:
     def _physical_name(self, logical: str) -> str:
         return f"{self.stack_name}-{logical}".lower()
 
-    def deploy(self, environment: dict[str, str]) -> None:
+    def _record(self, logical: str, kind: str, physical: str) -> None:
+        self.deployed.append(DeployedResource(logical, kind, physical))
+
+    def deploy(self) -> None:
         resolver = self.template.resolver
         resolver.region, resolver.account = REGION, ACCOUNT
         resolver.stack_name = self.stack_name
-
+        # Names first, so any resource can refer to any other (policies, environment).
         for logical in self.template.resources("AWS::S3::Bucket"):
             name = self._physical_name(logical)
-            self.s3.create_bucket(Bucket=name)
-            if logical == INPUT_BUCKET:
-                self.s3.put_bucket_versioning(
-                    Bucket=name, VersioningConfiguration={"Status": "Enabled"}
-                )
             resolver.physical[logical] = name
             resolver.attributes[(logical, "Arn")] = f"arn:aws:s3:::{name}"
         for logical in self.template.resources("AWS::SQS::Queue"):
-            url = self.session.client("sqs").create_queue(QueueName=self._physical_name(logical))[
-                "QueueUrl"
-            ]
-            resolver.physical[logical] = url
+            name = self._physical_name(logical)
+            host = self.endpoint_url or f"https://sqs.{REGION}.amazonaws.com"
+            resolver.physical[logical] = f"{host}/{ACCOUNT}/{name}"
+            resolver.attributes[(logical, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+        for logical in self.template.resources("AWS::Logs::LogGroup"):
+            group = str(
+                resolver.resolve(
+                    self.template.data["Resources"][logical]["Properties"]["LogGroupName"]
+                )
+            )
+            resolver.physical[logical] = group
             resolver.attributes[(logical, "Arn")] = (
-                f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self._physical_name(logical)}"
+                f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:*"
             )
-        for logical in self.template.resources("AWS::Serverless::LayerVersion"):
-            resolver.physical[logical] = (
-                f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{self._physical_name(logical)}:1"
-            )
-
-        role_arn = self.session.client("iam").create_role(
-            RoleName=f"{self.stack_name}-local",
-            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
-        )["Role"]["Arn"]
-
-        specs = self.template.functions()
-        lam = self.session.client("lambda")
-        for logical, spec in specs.items():
+        for logical in self.template.resources("AWS::Serverless::Function"):
             name = self._physical_name(logical)
             self.names[logical] = name
-            arn = lam.create_function(
-                FunctionName=name,
-                Runtime=spec.runtime,
-                Role=role_arn,
-                Handler=spec.handler,
-                Code={"ZipFile": _placeholder_zip()},
-                MemorySize=spec.memory_mb,
-                Timeout=spec.timeout_s,
-                Environment={"Variables": spec.environment},
-            )["FunctionArn"]
+            self.arns[logical] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
             resolver.physical[logical] = name
-            resolver.attributes[(logical, "Arn")] = arn
-        # Environment values may refer to resources created above; resolve again now.
-        specs = self.template.functions()
-        self.functions = LocalFunctions(
-            specs, names=self.names, base_environment=environment, region=REGION, account=ACCOUNT
+            resolver.attributes[(logical, "Arn")] = self.arns[logical]
+        machine = self._physical_name(STATE_MACHINE)
+        resolver.physical[STATE_MACHINE] = (
+            f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{machine}"
         )
+        resolver.attributes[(STATE_MACHINE, "Name")] = machine
+        for event_name in self._machine_props().get("Events", {}):
+            rule = f"{STATE_MACHINE}{event_name}"
+            resolver.attributes[(rule, "Arn")] = (
+                f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{self._physical_name(rule)}"
+            )
 
+        for logical, resource in self.template.resources("AWS::S3::Bucket").items():
+            self._deploy_bucket(logical, resource.get("Properties", {}))
+        for logical, resource in self.template.resources("AWS::SQS::Queue").items():
+            self._deploy_queue(logical, resource.get("Properties", {}))
+        for logical, resource in self.template.resources("AWS::Logs::LogGroup").items():
+            self._deploy_log_group(logical, resource.get("Properties", {}))
+        for logical in self.template.resources("AWS::Serverless::LayerVersion"):
+            self._deploy_layer(logical)
+        for logical, spec in self.template.functions().items():
+            self._deploy_function(logical, spec)
+        self._deploy_state_machine()
+        for logical, resource in self.template.resources("AWS::S3::BucketPolicy").items():
+            # Resolved (so a broken reference fails here) but not installed: moto
+            # ignores policy conditions, so the template's "deny unless TLS" statement
+            # would deny everything, and the local endpoint is plain HTTP on loopback.
+            props = resolver.resolve(resource["Properties"])
+            self.bucket_policies[props["Bucket"]] = props["PolicyDocument"]
+            self._record(logical, "AWS::S3::BucketPolicy", props["Bucket"])
+        for logical, resource in self.template.resources("AWS::SQS::QueuePolicy").items():
+            props = resolver.resolve(resource["Properties"])
+            for url in props["Queues"]:
+                self.client("sqs").set_queue_attributes(
+                    QueueUrl=self._queue_url(url),
+                    Attributes={"Policy": json.dumps(props["PolicyDocument"])},
+                )
+            self._record(logical, "AWS::SQS::QueuePolicy", ",".join(props["Queues"]))
+
+    def _machine_props(self) -> dict[str, Any]:
+        props: dict[str, Any] = self.template.data["Resources"][STATE_MACHINE]["Properties"]
+        return props
+
+    def _queue_url(self, url: str) -> str:
+        name = url.rsplit("/", 1)[-1]
+        return str(self.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
+
+    def _deploy_bucket(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.template.resolver.resolve(raw)
+        name = self.template.resolver.physical[logical]
+        self.s3.create_bucket(Bucket=name)
+        if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+            self.s3.put_bucket_versioning(
+                Bucket=name, VersioningConfiguration={"Status": "Enabled"}
+            )
+        block = props.get("PublicAccessBlockConfiguration")
+        if block:
+            self.s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration={k: bool(v) for k, v in block.items()}
+            )
+        encryption = props.get("BucketEncryption")
+        if encryption:
+            # CloudFormation and the S3 API spell the same rule differently.
+            rules = [
+                {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                for rule in encryption["ServerSideEncryptionConfiguration"]
+            ]
+            self.s3.put_bucket_encryption(
+                Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules}
+            )
+        bridge = props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {})
+        if bridge.get("EventBridgeEnabled") in (True, "true", "True"):
+            self.s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+        self._record(logical, "AWS::S3::Bucket", name)
+
+    def _deploy_queue(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.template.resolver.resolve(raw)
+        attributes = {
+            key: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
+            for key in ("MessageRetentionPeriod", "SqsManagedSseEnabled", "VisibilityTimeout")
+            if key in props
+        }
+        url = self.client("sqs").create_queue(
+            QueueName=self._physical_name(logical), Attributes=attributes
+        )["QueueUrl"]
+        self.template.resolver.physical[logical] = url
+        self._record(logical, "AWS::SQS::Queue", url)
+
+    def _deploy_log_group(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.template.resolver.resolve(raw)
+        logs = self.client("logs")
+        logs.create_log_group(logGroupName=props["LogGroupName"])
+        if "RetentionInDays" in props:
+            logs.put_retention_policy(
+                logGroupName=props["LogGroupName"], retentionInDays=int(props["RetentionInDays"])
+            )
+        self._record(logical, "AWS::Logs::LogGroup", props["LogGroupName"])
+
+    def _deploy_layer(self, logical: str) -> None:
+        # The code of a local layer is assembled on disk by `workers.assemble_layers`;
+        # moto only needs a version to attach.
+        arn = self.client("lambda").publish_layer_version(
+            LayerName=self._physical_name(logical),
+            Content={"ZipFile": _placeholder_zip("layer contents are linked locally")},
+        )["LayerVersionArn"]
+        self.template.resolver.physical[logical] = arn
+        self._record(logical, "AWS::Serverless::LayerVersion", arn)
+
+    def _deploy_function(self, logical: str, spec: FunctionSpec) -> None:
+        props = {
+            **self.template.function_globals(),
+            **self.template.data["Resources"][logical]["Properties"],
+        }
+        role = self._role(
+            logical, "lambda.amazonaws.com", self._inline_policies(props.get("Policies", []))
+        )
+        tracing = self.template.resolver.resolve(props.get("Tracing", "PassThrough"))
+        arn = self.client("lambda").create_function(
+            FunctionName=self.names[logical],
+            Runtime=spec.runtime,
+            Role=role,
+            Handler=spec.handler,
+            Code={"ZipFile": _placeholder_zip("code runs from the template's CodeUri")},
+            MemorySize=spec.memory_mb,
+            Timeout=spec.timeout_s,
+            Architectures=[spec.architecture],
+            Environment={"Variables": spec.environment},
+            Layers=[self.template.resolver.physical[layer] for layer in spec.layers],
+            TracingConfig={"Mode": "Active" if tracing == "Active" else "PassThrough"},
+        )["FunctionArn"]
+        self.arns[logical] = arn
+        self._record(logical, "AWS::Serverless::Function", arn)
+
+    def _inline_policies(self, policies: list[Any]) -> list[dict[str, Any]]:
+        """Policy documents from a SAM `Policies` list (inline documents and the
+        `LambdaInvokePolicy` template, the only policy template the stack uses)."""
+        documents = []
+        for policy in self.template.resolver.resolve(policies):
+            if isinstance(policy, dict) and "Statement" in policy:
+                documents.append(policy)
+            elif isinstance(policy, dict) and "LambdaInvokePolicy" in policy:
+                name = policy["LambdaInvokePolicy"]["FunctionName"]
+                arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+                documents.append(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": "lambda:InvokeFunction",
+                                "Resource": [arn, f"{arn}:*"],
+                            }
+                        ],
+                    }
+                )
+        return documents
+
+    def _role(self, logical: str, service: str, documents: list[dict[str, Any]]) -> str:
+        iam = self.client("iam")
+        name = f"{self.stack_name}-{logical}-role"
+        arn = iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": service},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        for index, document in enumerate(documents):
+            iam.put_role_policy(
+                RoleName=name,
+                PolicyName=f"{logical}Policy{index}",
+                PolicyDocument=json.dumps(document),
+            )
+        return str(arn)
+
+    def _deploy_state_machine(self) -> None:
         definition, props = self.template.state_machine(STATE_MACHINE)
+        resolver = self.template.resolver
+        role = self._role(
+            STATE_MACHINE, "states.amazonaws.com", self._inline_policies(props.get("Policies", []))
+        )
+        tracing = resolver.resolve(props.get("Tracing", {}))
         self.state_machine_arn = self.sfn.create_state_machine(
             name=self._physical_name(STATE_MACHINE),
             definition=definition,
-            roleArn=role_arn,
+            roleArn=role,
             type=str(resolver.resolve(props.get("Type", "STANDARD"))),
+            tracingConfiguration={"enabled": bool(tracing.get("Enabled", False))},
         )["stateMachineArn"]
-        self.rule_pattern = self._rule_pattern(props)
+        self._record(STATE_MACHINE, "AWS::Serverless::StateMachine", self.state_machine_arn)
 
-    def _rule_pattern(self, props: dict[str, Any]) -> dict[str, Any]:
-        for event in props.get("Events", {}).values():
-            if event.get("Type") == "EventBridgeRule":
-                pattern = self.template.resolver.resolve(event["Properties"]["Pattern"])
-                return dict(pattern)
-        msg = f"{STATE_MACHINE} has no EventBridgeRule event source"
-        raise KeyError(msg)
+        events = self.client("events")
+        for event_name, event in props.get("Events", {}).items():
+            if event.get("Type") != "EventBridgeRule":
+                msg = f"{STATE_MACHINE}.{event_name}: only EventBridgeRule events are emulated"
+                raise NotImplementedError(msg)
+            rule_props = resolver.resolve(event["Properties"])
+            self.rule_pattern = dict(rule_props["Pattern"])
+            rule = f"{STATE_MACHINE}{event_name}"
+            rule_name = self._physical_name(rule)
+            rule_arn = events.put_rule(
+                Name=rule_name, EventPattern=json.dumps(self.rule_pattern), State="ENABLED"
+            )["RuleArn"]
+            target: dict[str, Any] = {
+                "Id": f"{STATE_MACHINE}{event_name}StepFunctionsTarget",
+                "Arn": self.state_machine_arn,
+                "RoleArn": self._role(rule, "events.amazonaws.com", []),
+            }
+            if "RetryPolicy" in rule_props:
+                target["RetryPolicy"] = {k: int(v) for k, v in rule_props["RetryPolicy"].items()}
+            if "DeadLetterConfig" in rule_props:
+                target["DeadLetterConfig"] = {"Arn": rule_props["DeadLetterConfig"]["Arn"]}
+            events.put_targets(Rule=rule_name, Targets=[target])
+            self._record(rule, "AWS::Events::Rule", rule_arn)
 
     @property
     def input_bucket(self) -> str:
@@ -275,12 +659,11 @@ class LocalCloud:
         return bool(pattern.matches_event(event))  # type: ignore[arg-type]
 
     def start(self, event: dict[str, Any]) -> str:
-        # EventBridge targets cannot name executions and AWS generates a UUID; moto
-        # needs an explicit name, so the event id (unique per event) is used.
+        """Start an execution for a hand-made event, as the rule's target would."""
         return str(
             self.sfn.start_execution(
                 stateMachineArn=self.state_machine_arn,
-                name=event["id"],
+                name=str(uuid.uuid4()),
                 input=json.dumps(event),
             )["executionArn"]
         )
@@ -316,28 +699,85 @@ class LocalCloud:
         url_encode_key: bool = False,
         timeout_s: float = 120.0,
     ) -> ExecutionRecord:
-        """Put an object and follow it through the pipeline to the end of its execution."""
-        self.s3.put_object(Bucket=self.input_bucket, Key=key, Body=body, ContentType=content_type)
-        event = self.object_created_event(key, url_encode_key=url_encode_key)
-        if not self.matches_rule(event):
-            msg = f"the template's rule does not match an upload of {key!r}"
-            raise LookupError(msg)
-        return self.wait(self.start(event), key, timeout_s=timeout_s)
+        """Put an object and follow it through the pipeline to the end of its execution.
+
+        The upload travels the way it does in AWS: S3 emits the event, the template's
+        rule matches it and the bridge starts the execution. With `url_encode_key`, the
+        event is built by hand with the key URL-encoded (S3 notification style), to
+        test that the pipeline resolves either spelling.
+        """
+        if url_encode_key:
+            with self.bridge.paused():
+                self.s3.put_object(
+                    Bucket=self.input_bucket, Key=key, Body=body, ContentType=content_type
+                )
+            event = self.object_created_event(key, url_encode_key=True)
+            if not self.matches_rule(event):
+                msg = f"the template's rule does not match an upload of {key!r}"
+                raise LookupError(msg)
+            return self.wait(self.start(event), key, timeout_s=timeout_s)
+        seen = len(self.bridge.deliveries)
+        put = self.s3.put_object(
+            Bucket=self.input_bucket, Key=key, Body=body, ContentType=content_type
+        )
+        delivery = self.bridge.wait_for(
+            self.input_bucket, key, put.get("VersionId"), after=seen, timeout_s=timeout_s
+        )
+        if delivery.execution_arn is None:
+            msg = f"the event for {key!r} could not start an execution: {delivery.error}"
+            raise RuntimeError(msg)
+        return self.wait(delivery.execution_arn, key, timeout_s=timeout_s)
+
+
+@contextmanager
+def _emulator(server: bool, port: int) -> Iterator[str | None]:
+    """moto in this process (`None` endpoint) or served on loopback (its URL)."""
+    if not server:
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+            yield None
+        return
+    from moto.core.config import default_user_config
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    saved = dict(default_user_config.get("stepfunctions", {}))
+    saved_port = os.environ.get("MOTO_PORT")
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    # One line per request is noise next to the pipeline's own output.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto_server.start()
+    host, bound = moto_server.get_host_and_port()
+    endpoint = f"http://{host}:{bound}"
+    # moto's Step Functions interpreter calls Lambda through the server at MOTO_PORT.
+    os.environ["MOTO_PORT"] = str(bound)
+    try:
+        yield endpoint
+    finally:
+        if saved_port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = saved_port
+        # Backends are process-global: reset them so the next run starts empty.
+        request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our loopback server
+            pass
+        moto_server.stop()
+        default_user_config["stepfunctions"] = saved  # type: ignore[typeddict-item]
 
 
 class _Clock:
     """Stands in for the `time` module inside moto's retrier: records instead of sleeping."""
 
-    def __init__(self, sleep: Any) -> None:
+    def __init__(self, sleep: Callable[[float], None]) -> None:
         self.sleep = sleep
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
 
 
-def _placeholder_zip() -> bytes:
-    # moto wants a code package; the real code runs from CodeUri through LocalFunctions.
+def _placeholder_zip(note: str) -> bytes:
+    # moto wants a code package; the real code runs from CodeUri and local layer folders.
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("README", "code runs from the template's CodeUri")
+        archive.writestr("README", note)
     return buffer.getvalue()

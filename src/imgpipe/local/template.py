@@ -26,7 +26,7 @@ class _CfnLoader(yaml.SafeLoader):
 
 
 def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
     value: Any
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
@@ -142,6 +142,9 @@ class Resolver:
             handler = self._intrinsics().get(key)
             if handler is not None:
                 return handler(arg)
+            if key.startswith("Fn::"):
+                msg = f"intrinsic {key} is not supported by the local template reader"
+                raise NotImplementedError(msg)
         out = {k: self.resolve(v) for k, v in value.items()}
         return {k: v for k, v in out.items() if v is not NO_VALUE}
 
