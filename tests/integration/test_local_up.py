@@ -1,0 +1,82 @@
+"""`imgpipe local up`: a long-running endpoint that plain AWS clients can use."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from PIL import Image
+
+from helpers import jpeg
+
+pytestmark = pytest.mark.xdist_group("local-up")
+
+
+def test_plain_boto3_upload_to_the_running_endpoint_is_processed(tmp_path: Path) -> None:
+    ready = tmp_path / "ready.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imgpipe.cli",
+            "local",
+            "up",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not ready.exists():
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "local up did not become ready"
+            time.sleep(0.1)
+        facts: dict[str, Any] = json.loads(ready.read_text())
+        # Given only the endpoint, When a plain boto3 client uploads a photo
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=facts["endpoint_url"],
+            region_name=facts["region"],
+            aws_access_key_id="anything",
+            aws_secret_access_key="anything",
+        )
+        s3.put_object(Bucket=facts["input_bucket"], Key="boto/cat.jpg", Body=jpeg(900, 600))
+        # Then its manifest and renditions appear in the output bucket
+        manifest = None
+        while manifest is None:
+            assert time.monotonic() < deadline, "no manifest appeared"
+            try:
+                body = s3.get_object(
+                    Bucket=facts["output_bucket"], Key="boto/cat.jpg/manifest.json"
+                )
+                manifest = json.loads(body["Body"].read())
+            except s3.exceptions.NoSuchKey:
+                time.sleep(0.2)
+        sizes = {}
+        for rendition in manifest["renditions"]:
+            data = s3.get_object(Bucket=facts["output_bucket"], Key=rendition["key"])["Body"].read()
+            sizes[rendition["key"]] = Image.open(io.BytesIO(data)).size
+        assert sizes["boto/cat.jpg/thumb.webp"] == (320, 213)
+        assert sizes["boto/cat.jpg/large.jpg"] == (900, 600)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "boto/cat.jpg" in output
