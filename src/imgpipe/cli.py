@@ -1,22 +1,41 @@
-"""`imgpipe` command line: run the pipeline locally on sample images.
+"""`imgpipe` command line.
 
-    imgpipe demo [--out demo-output]
+    imgpipe demo        run the sample uploads through the pipeline locally, with a report
+    imgpipe local up    serve the local cloud on loopback until interrupted
+    imgpipe executions  list recent executions (local or AWS)
+    imgpipe trace       what happened to one upload (local or AWS)
 
-deploys template.yaml into moto's AWS emulation, uploads the generated samples,
-follows each execution of the real state machine to its end, prints a summary and
-copies the renditions and manifests into `--out` so they can be looked at.
+`demo` and `local up` deploy template.yaml into moto's AWS emulation on 127.0.0.1,
+with every Lambda function in its own worker process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from imgpipe.local.cloud import ExecutionRecord, LocalCloud
+
+TASK_STATES = ("Validate", "Resize", "Store")
+
+
+def _console() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        # Piped output (CI logs, files) has no width to detect; give tables room.
+        console = Console(width=140)
+    return console
 
 
 def _durations(history: list[dict[str, Any]]) -> dict[str, float]:
@@ -33,9 +52,6 @@ def _durations(history: list[dict[str, Any]]) -> dict[str, float]:
     return spent
 
 
-TASK_STATES = ("Validate", "Resize", "Store")
-
-
 def _summarise(renditions: list[dict[str, Any]]) -> str:
     """`thumb 320x213 webp+jpeg` lines, one per rendition size."""
     sizes: dict[tuple[str, int, int], list[str]] = {}
@@ -44,71 +60,204 @@ def _summarise(renditions: list[dict[str, Any]]) -> str:
     return "\n".join(f"{n} {w}x{h} {'+'.join(f)}" for (n, w, h), f in sizes.items())
 
 
+def _outcome_row(record: ExecutionRecord) -> tuple[str, str, str]:
+    output = record.output or {}
+    status = output.get("status", record.status) if record.status == "SUCCEEDED" else "FAILED"
+    if status == "FAILED":
+        detail = f"[red]{record.error}: {(record.cause or '')[:160]}"
+    elif status == "processed":
+        detail = output["manifest"]["key"]
+    else:
+        reason = output.get("reason") or {}
+        detail = f"{reason.get('code')}: {reason.get('message')}"
+    colour = {"processed": "green", "rejected": "yellow", "skipped": "cyan"}.get(status, "red")
+    return f"[{colour}]{status}", detail, _summarise(output.get("renditions", [])) or "-"
+
+
 def demo(out_dir: Path) -> int:
     from imgpipe.local.cloud import LocalCloud
+    from imgpipe.local.report import ReportEntry, write_report
     from imgpipe.local.samples import samples
 
-    console = Console()
-    if not console.is_terminal:
-        # Piped output (CI logs, files) has no width to detect; give the table room.
-        console = Console(width=140)
-    table = Table(title="imgpipe local run (template.yaml on moto, real ASL)")
+    console = _console()
+    table = Table(
+        title="imgpipe local run: template.yaml on moto, real ASL, one process per function"
+    )
     for column in ("source", "status", "renditions", "reason / manifest", "time per state"):
         table.add_column(column, overflow="fold")
+    entries = []
     failures = 0
-    with LocalCloud.running() as cloud, console.status("running uploads through the pipeline"):
-        for sample in samples():
+    with (
+        console.status("starting the local cloud (moto on 127.0.0.1, template.yaml)") as status,
+        LocalCloud.running(server=True, workers=True) as cloud,
+    ):
+        items = samples()
+        for number, sample in enumerate(items, 1):
+            status.update(f"upload {number}/{len(items)}: {sample.key}")
             started = time.perf_counter()
             record = cloud.upload(sample.key, sample.data, content_type=sample.content_type)
             elapsed = time.perf_counter() - started
-            output = record.output or {}
-            status = output.get("status", record.status)
-            if record.status != "SUCCEEDED":
-                failures += 1
-                detail = f"[red]{record.error}: {record.cause}"
-            elif status == "processed":
-                detail = output["manifest"]["key"]
-                _download(cloud, output, out_dir)
-            else:
-                reason = output.get("reason") or {}
-                detail = f"{reason.get('code')}: {reason.get('message')}"
-            renditions = _summarise(output.get("renditions", []))
+            failures += record.status != "SUCCEEDED"
+            outcome, detail, renditions = _outcome_row(record)
             timing = " · ".join(
                 f"{name} {seconds * 1000:.0f} ms"
                 for name, seconds in _durations(record.history).items()
                 if name in TASK_STATES
             )
-            colour = {"processed": "green", "rejected": "yellow"}.get(status, "red")
             table.add_row(
                 f"{sample.key}\n[dim]{sample.description}",
-                f"[{colour}]{status}",
-                renditions or "-",
+                outcome,
+                renditions,
                 detail,
-                f"{timing}\n[dim]total {elapsed:.2f}s",
+                f"{timing}\n[dim]end to end {elapsed:.2f} s",
             )
+            produced = _download(cloud, record.output or {}, out_dir)
+            entries.append(
+                ReportEntry(
+                    key=sample.key,
+                    description=sample.description,
+                    source=sample.data,
+                    execution_arn=record.arn,
+                    execution_status=record.status,
+                    output=record.output,
+                    history=record.history,
+                    renditions=produced,
+                    error=record.error,
+                    cause=record.cause,
+                )
+            )
+        workers = _worker_table(cloud)
     console.print(table)
-    console.print(f"renditions and manifests copied to [bold]{out_dir}[/bold]")
+    console.print(workers)
+    report = write_report(out_dir / "report.html", entries)
+    console.print(f"renditions and manifests: [bold]{out_dir}[/bold]")
+    console.print(f"report: [bold]{report}[/bold]")
     return 1 if failures else 0
 
 
-def _download(cloud: Any, output: dict[str, Any], out_dir: Path) -> None:
-    keys = [r["key"] for r in output["renditions"]] + [output["manifest"]["key"]]
+def _worker_table(cloud: LocalCloud) -> Table:
+    table = Table(title="Lambda workers (one process per function)")
+    for column in ("function", "invocations", "cold start (init)", "warm median", "max memory"):
+        table.add_column(column)
+    invocations = cloud.functions.invocations
+    for logical in sorted({i.function for i in invocations}):
+        mine = [i for i in invocations if i.function == logical]
+        cold = [i.init_ms for i in mine if i.cold_start]
+        warm = sorted(i.duration_ms for i in mine if not i.cold_start)
+        memory = [
+            float(line.rsplit("Max Memory Used: ", 1)[1].split()[0])
+            for i in mine
+            for line in i.logs.splitlines()
+            if line.startswith("REPORT ") and "Max Memory Used: " in line
+        ]
+        table.add_row(
+            logical,
+            str(len(mine)),
+            f"{cold[0]:.0f} ms" if cold else "-",
+            f"{warm[len(warm) // 2]:.0f} ms" if warm else "-",
+            f"{max(memory):.0f} MB" if memory else "-",
+        )
+    return table
+
+
+def _download(cloud: LocalCloud, output: dict[str, Any], out_dir: Path) -> dict[str, bytes]:
+    produced: dict[str, bytes] = {}
+    keys = [r["key"] for r in output.get("renditions", [])]
+    if output.get("manifest"):
+        keys.append(output["manifest"]["key"])
     for key in keys:
+        body = cloud.s3.get_object(Bucket=cloud.output_bucket, Key=key)["Body"].read()
         target = out_dir / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        body = cloud.s3.get_object(Bucket=cloud.output_bucket, Key=key)["Body"].read()
         target.write_bytes(body)
+        if not key.endswith("manifest.json"):
+            produced[key] = body
+    return produced
+
+
+def local_up(port: int, ready_file: Path | None) -> int:
+    from imgpipe.local.cloud import REGION, LocalCloud
+
+    console = _console()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with LocalCloud.running(server=True, port=port, workers=True) as cloud:
+        endpoint = cloud.endpoint_url
+        facts = {
+            "endpoint_url": endpoint,
+            "region": REGION,
+            "input_bucket": cloud.input_bucket,
+            "output_bucket": cloud.output_bucket,
+            "state_machine_arn": cloud.state_machine_arn,
+        }
+        console.print(f"[bold green]imgpipe local cloud ready[/] at [bold]{endpoint}[/]")
+        console.print(f"  input bucket   {cloud.input_bucket}")
+        console.print(f"  output bucket  {cloud.output_bucket}")
+        console.print(f"  state machine  {cloud.state_machine_arn}")
+        console.print("\nIn another shell:")
+        console.print(
+            f"  export AWS_ENDPOINT_URL={endpoint} AWS_DEFAULT_REGION={REGION} "
+            "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local"
+        )
+        console.print(f"  aws s3 cp photo.jpg s3://{cloud.input_bucket}/photos/photo.jpg")
+        console.print(f"  aws s3 ls --recursive s3://{cloud.output_bucket}/photos/")
+        console.print(f"  imgpipe trace s3://{cloud.input_bucket}/photos/photo.jpg")
+        console.print("\nCtrl-C stops it. Finished executions are listed below.\n")
+        if ready_file is not None:
+            ready_file.write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+        reported = 0
+        drain_until: float | None = None
+        while True:
+            if stop.wait(0.25) and drain_until is None:
+                # Report what is still finishing before shutting the emulator down.
+                drain_until = time.monotonic() + 10
+            if drain_until is not None and (
+                reported >= len(cloud.bridge.deliveries) or time.monotonic() > drain_until
+            ):
+                break
+            deliveries = cloud.bridge.deliveries
+            while reported < len(deliveries):
+                delivery = deliveries[reported]
+                if delivery.execution_arn is None:
+                    console.print(f"[red]event for {delivery.key} not delivered: {delivery.error}")
+                    reported += 1
+                    continue
+                description = cloud.sfn.describe_execution(executionArn=delivery.execution_arn)
+                if description["status"] == "RUNNING":
+                    break
+                record = cloud.wait(delivery.execution_arn, delivery.key)
+                outcome, detail, _ = _outcome_row(record)
+                console.print(f"{delivery.key}  {outcome}  [dim]{detail}")
+                reported += 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgpipe", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("demo", help="run the pipeline locally on sample images")
-    run.add_argument("--out", type=Path, default=Path("demo-output"), help="where to copy outputs")
+
+    run = commands.add_parser("demo", help="run sample uploads through the pipeline locally")
+    run.add_argument("--out", type=Path, default=Path("demo-output"), help="where outputs go")
+    run.set_defaults(handler=lambda args: demo(args.out))
+
+    local = commands.add_parser("local", help="the local cloud")
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    up = local_commands.add_parser("up", help="serve the local cloud until interrupted")
+    up.add_argument("--port", type=int, default=4566, help="loopback port (0: any free port)")
+    up.add_argument("--ready-file", type=Path, help="write endpoint and names here as JSON")
+    up.set_defaults(handler=lambda args: local_up(args.port, args.ready_file))
+
+    from imgpipe.ops.cli import add_commands
+
+    add_commands(commands)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(args.out)
-    return 2
+    result: int = args.handler(args)
+    return result
 
 
 if __name__ == "__main__":

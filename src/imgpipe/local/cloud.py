@@ -759,7 +759,7 @@ def _emulator(server: bool, port: int) -> Iterator[str | None]:
             os.environ["MOTO_PORT"] = saved_port
         # Backends are process-global: reset them so the next run starts empty.
         request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our loopback server
+        with urllib.request.urlopen(request, timeout=10):
             pass
         moto_server.stop()
         default_user_config["stepfunctions"] = saved  # type: ignore[typeddict-item]

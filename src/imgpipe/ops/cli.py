@@ -1,0 +1,293 @@
+"""`imgpipe executions` and `imgpipe trace`: what happened to an upload.
+
+    imgpipe executions [--limit 20] [--status FAILED] [--json]
+    imgpipe trace s3://bucket/key | EXECUTION_ARN [--latest] [--scan 1000] [--full] [--json]
+
+Both find the state machine from `--state-machine`, `--stack` (its
+`StateMachineArn` output) or the single machine named `*imagepipeline*`, and use
+the standard AWS configuration (`--profile`/`--region`/`--endpoint-url` or the
+AWS_* environment), so they work against the local emulator and a real account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from imgpipe.ops import aws
+from imgpipe.ops.errors import OpsError
+from imgpipe.ops.history import (
+    STOPPED_STATUSES,
+    ExecutionSummary,
+    build_timeline,
+    is_execution_arn,
+    parse_s3_uri,
+    summarize,
+)
+from imgpipe.ops.render import DEFAULT_CLIP, executions_table, timeline_view
+
+STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        msg = f"must be at least 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("state machine (default: the one named *imagepipeline*)")
+    where.add_argument("--state-machine", metavar="ARN", help="the pipeline's state machine ARN")
+    where.add_argument(
+        "--stack", metavar="NAME", help="read StateMachineArn from this CloudFormation stack"
+    )
+    connection = common.add_argument_group("AWS (default: boto3's environment and config)")
+    connection.add_argument("--profile", help="AWS profile (else AWS_PROFILE)")
+    connection.add_argument("--region", help="AWS region (else AWS_REGION/AWS_DEFAULT_REGION)")
+    connection.add_argument(
+        "--endpoint-url", help="API endpoint, e.g. a local emulator (else AWS_ENDPOINT_URL)"
+    )
+    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return common
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `executions` and `trace`; each sets `handler(args) -> exit code`."""
+    common = _common_options()
+    listing = subparsers.add_parser(
+        "executions",
+        parents=[common],
+        help="list recent executions of the pipeline with their upload and outcome",
+        description="Recent executions, newest first: source object, status, the "
+        "pipeline's outcome (processed/rejected/skipped) or the failing state and error.",
+    )
+    listing.add_argument(
+        "--limit", type=_positive, default=20, help="how many executions (default 20)"
+    )
+    listing.add_argument(
+        "--status", type=str.upper, choices=STATUSES, help="only executions with this status"
+    )
+    listing.set_defaults(handler=executions_command)
+
+    trace = subparsers.add_parser(
+        "trace",
+        parents=[common],
+        help="show what happened to one upload, state by state",
+        description="Timeline of the execution(s) for an upload: states, durations, "
+        "Lambda attempts and retries, errors, and a verdict.",
+    )
+    trace.add_argument(
+        "target", metavar="S3_URI|EXECUTION_ARN", help="s3://bucket/key or an execution ARN"
+    )
+    trace.add_argument(
+        "--latest", action="store_true", help="only the newest execution for the upload"
+    )
+    trace.add_argument(
+        "--scan",
+        type=_positive,
+        default=1000,
+        metavar="N",
+        help="look through at most the N newest executions (default 1000)",
+    )
+    trace.add_argument(
+        "--full", action="store_true", help="show payloads and causes without clipping"
+    )
+    trace.set_defaults(handler=trace_command)
+
+
+# -- handlers ----------------------------------------------------------------------
+
+
+def executions_command(args: argparse.Namespace) -> int:
+    return _guarded("executions", _executions, args)
+
+
+def trace_command(args: argparse.Namespace) -> int:
+    return _guarded("trace", _trace, args)
+
+
+Command = Callable[[argparse.Namespace, Console, Console], int]
+
+
+def _guarded(name: str, command: Command, args: argparse.Namespace) -> int:
+    """Run a command; anything expected becomes one line on stderr and exit code 1."""
+    out = Console()
+    err = Console(stderr=True)
+    try:
+        return command(args, out, err)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except (OpsError, BotoCoreError, ClientError) as error:
+        err.print(
+            f"imgpipe {name}: {explain(error)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+            style="red",
+        )
+        return EXIT_ERROR
+
+
+def explain(error: Exception) -> str:
+    """One line an operator can act on."""
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return (
+            "no AWS credentials found: pass --profile, set AWS_PROFILE, or configure "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )
+    if isinstance(error, NoRegionError):
+        return "no AWS region configured: pass --region or set AWS_REGION"
+    if isinstance(error, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+        endpoint = getattr(error, "kwargs", {}).get("endpoint_url", "the endpoint")
+        return f"cannot reach {endpoint} (is the emulator running / the network up?)"
+    if isinstance(error, ProfileNotFound):
+        return f"{error} (check --profile / AWS_PROFILE)"
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        operation = getattr(error, "operation_name", "the request")
+        return f"{operation} failed: {details.get('Code', '?')}: {details.get('Message', '')}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _clients(args: argparse.Namespace, *, region: str | None = None) -> aws.Clients:
+    return aws.connect(
+        aws.AwsOptions(
+            profile=args.profile, region=args.region or region, endpoint_url=args.endpoint_url
+        )
+    )
+
+
+def _state_machine(args: argparse.Namespace, clients: aws.Clients) -> str:
+    return aws.resolve_state_machine(clients, state_machine=args.state_machine, stack=args.stack)
+
+
+@contextmanager
+def _progress(err: Console, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A transient bar on stderr (stdout stays clean for --json and pipes)."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        # Pipes and CI logs get no bar (rich would leave a blank line there).
+        disable=not err.is_terminal,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done: progress.advance(task, done)
+
+
+def _executions(args: argparse.Namespace, out: Console, err: Console) -> int:
+    clients = _clients(args)
+    machine = _state_machine(args, clients)
+    items = list(aws.recent_executions(clients.sfn, machine, status=args.status, limit=args.limit))
+    arns = [str(item["executionArn"]) for item in items]
+    with _progress(err, "reading executions", len(arns)) as advance:
+        descriptions = aws.describe_all(clients.sfn, arns, advance)
+        summaries: list[ExecutionSummary] = []
+        for description in descriptions:
+            # Only a stopped execution needs its history: the failing state is not in
+            # DescribeExecution.
+            events = None
+            if description.get("status") in STOPPED_STATUSES:
+                events = aws.history(clients.sfn, description["executionArn"])
+            summaries.append(summarize(description, events))
+    if args.json:
+        document = {
+            "state_machine": machine,
+            "executions": [summary.to_dict() for summary in summaries],
+        }
+        out.file.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    filtered = f" with status {args.status}" if args.status else ""
+    plural = "" if len(summaries) == 1 else "s"
+    title = (
+        f"{len(summaries)} execution{plural}{filtered} of {machine.rsplit(':', 1)[-1]}, "
+        "newest first"
+    )
+    if not summaries:
+        out.print(f"no executions{filtered} of {machine}", markup=False, highlight=False)
+        return EXIT_OK
+    out.print(executions_table(summaries, title))
+    return EXIT_OK
+
+
+def _trace(args: argparse.Namespace, out: Console, err: Console) -> int:
+    target: str = args.target
+    # An ARN names its region; an operator pasting one from another region's console
+    # should not also have to pass --region.
+    clients = _clients(args, region=target.split(":")[3] if is_execution_arn(target) else None)
+    machine: str | None = None
+    scanned: int | None = None
+    if is_execution_arn(target):
+        descriptions = [aws.describe(clients.sfn, target)]
+    elif target.startswith("s3://"):
+        wanted = parse_s3_uri(target)
+        machine = _state_machine(args, clients)
+        with _progress(err, f"scanning executions for {wanted.uri}", args.scan) as advance:
+            search = aws.find_uploads(
+                clients.sfn, machine, wanted, scan=args.scan, latest=args.latest, progress=advance
+            )
+        scanned = search.scanned
+        if not search.matches:
+            msg = (
+                f"no execution for {wanted.uri} among the {search.scanned} most recent of "
+                f"{machine} (look further back with --scan, or check the bucket and key)"
+            )
+            raise OpsError(msg)
+        descriptions = search.matches
+    else:
+        msg = f"expected s3://bucket/key or an execution ARN, got {target!r}"
+        raise OpsError(msg)
+
+    timelines = [
+        build_timeline(description, aws.history(clients.sfn, description["executionArn"]))
+        for description in descriptions
+    ]
+    limit = None if args.full else DEFAULT_CLIP
+    if args.json:
+        document: dict[str, Any] = {
+            "target": target,
+            "state_machine": machine,
+            "scanned": scanned,
+            "executions": [timeline.to_dict(limit) for timeline in timelines],
+        }
+        out.file.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    if len(timelines) > 1:
+        out.print(
+            f"{len(timelines)} executions for {target}, newest first "
+            "(re-uploads; --latest shows only the newest)",
+            markup=False,
+            highlight=False,
+        )
+    for timeline in timelines:
+        out.print(timeline_view(timeline, full=args.full))
+    return EXIT_OK

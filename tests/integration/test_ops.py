@@ -1,0 +1,793 @@
+"""`imgpipe executions` / `imgpipe trace` against real executions of the deployed ASL.
+
+The module deploys template.yaml into moto once, runs a handful of uploads through the
+pipeline (processed, rejected, failed after retries, a URL-encoded key, a re-upload),
+then drives the command handlers the way the main CLI does: parse the arguments with
+`add_commands`, call `args.handler(args)`, read stdout/stderr. The handlers build
+their own boto3 clients from the environment, which in-process moto answers.
+
+The history parser is also tested on its own, on hand-written event lists shaped like
+the GetExecutionHistory API reference (including the legacy `LambdaFunction*` events
+and situations moto does not produce).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from PIL import Image
+
+from imgpipe.local.cloud import ExecutionRecord, LocalCloud
+from imgpipe.ops import aws
+from imgpipe.ops.cli import add_commands
+from imgpipe.ops.errors import OpsError
+from imgpipe.ops.history import (
+    ErrorInfo,
+    ObjectRef,
+    build_timeline,
+    clip,
+    is_execution_arn,
+    is_upload_of,
+    parse_s3_uri,
+    parse_visits,
+    pick_state_machine,
+    summarize,
+)
+
+pytestmark = pytest.mark.xdist_group("ops")
+
+HTML = b"<!DOCTYPE html><html><body>not a photo</body></html>"
+SPACED_KEY = "enc/summer 2024+best.jpg"
+
+
+def jpeg(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 60, 200)).save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Uploads:
+    first_cat: ExecutionRecord
+    rejected: ExecutionRecord
+    failed: ExecutionRecord
+    spaced: ExecutionRecord
+    cat: ExecutionRecord  # the re-upload of photos/cat.jpg, newest execution of all
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    with LocalCloud.running(retry_sleep=lambda seconds: None) as deployed:
+        yield deployed
+
+
+@pytest.fixture(scope="module")
+def uploads(cloud: LocalCloud) -> Uploads:
+    first_cat = cloud.upload("photos/cat.jpg", jpeg(300, 200))
+    rejected = cloud.upload("bad/page.jpg", HTML)
+    failed = _upload_with_s3_slowdown(cloud, "faults/dog.jpg")
+    spaced = cloud.upload(SPACED_KEY, jpeg(64, 48), url_encode_key=True)
+    cat = cloud.upload("photos/cat.jpg", jpeg(320, 240))
+    assert [r.status for r in (first_cat, rejected, failed, spaced, cat)] == [
+        "SUCCEEDED",
+        "SUCCEEDED",
+        "FAILED",
+        "SUCCEEDED",
+        "SUCCEEDED",
+    ]
+    return Uploads(first_cat, rejected, failed, spaced, cat)
+
+
+def _upload_with_s3_slowdown(cloud: LocalCloud, key: str) -> ExecutionRecord:
+    """Every PutObject of the resize function answers SlowDown, so Resize exhausts retries."""
+    client = cloud.functions.module("ResizeFunction").STORE._client
+
+    def slow_down(**kwargs: Any) -> None:
+        raise ClientError(
+            {
+                "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+                "ResponseMetadata": {"HTTPStatusCode": 503},
+            },
+            "PutObject",
+        )
+
+    client.meta.events.register("before-call.s3.PutObject", slow_down)
+    try:
+        return cloud.upload(key, jpeg(300, 200))
+    finally:
+        client.meta.events.unregister("before-call.s3.PutObject", slow_down)
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Imgpipe = Callable[..., Run]
+
+
+@pytest.fixture
+def imgpipe(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Imgpipe:
+    """Runs `imgpipe <argv>` through `add_commands` and the chosen handler."""
+    # Fixed width so rich wraps the same way everywhere (it reads COLUMNS when piped).
+    monkeypatch.setenv("COLUMNS", "200")
+    parser = argparse.ArgumentParser(prog="imgpipe")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+
+    def run(*argv: str) -> Run:
+        args = parser.parse_args(list(argv))
+        code = args.handler(args)
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+def _in_order(text: str, *needles: str) -> bool:
+    positions = [text.find(needle) for needle in needles]
+    return all(p >= 0 for p in positions) and positions == sorted(positions)
+
+
+def _only(document: dict[str, Any]) -> dict[str, Any]:
+    executions = document["executions"]
+    assert len(executions) == 1, [e["arn"] for e in executions]
+    return dict(executions[0])
+
+
+# -- trace: timelines of real executions -------------------------------------------
+
+
+def test_trace_of_processed_upload_shows_steps_in_order_and_the_renditions(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    # Given the newest upload of photos/cat.jpg was processed
+    # When it is traced by its S3 URI, newest execution only
+    run = imgpipe("trace", f"s3://{cloud.input_bucket}/photos/cat.jpg", "--latest")
+    # Then the timeline walks Validate -> Resize -> Store with durations and a verdict
+    assert run.code == 0, run.err
+    assert _in_order(run.out, "Validate", "Resize", "Store", "verdict:")
+    assert "processed: 6 renditions" in run.out
+    assert "photos/cat.jpg/manifest.json" in run.out
+    assert " ms" in run.out
+    assert uploads.cat.arn.rsplit(":", 1)[1] in run.out
+    assert uploads.first_cat.arn.rsplit(":", 1)[1] not in run.out
+
+
+def test_trace_json_has_states_attempts_durations_and_verdict(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    run = imgpipe("trace", f"s3://{cloud.input_bucket}/photos/cat.jpg", "--latest", "--json")
+    assert run.code == 0, run.err
+    document = run.json()
+    assert document["state_machine"] == cloud.state_machine_arn
+    assert document["scanned"] >= 1
+    execution = _only(document)
+    assert execution["arn"] == uploads.cat.arn
+    assert execution["status"] == "SUCCEEDED"
+    assert execution["source"]["key"] == "photos/cat.jpg"
+    states = execution["states"]
+    assert [s["name"] for s in states] == [
+        "Validate",
+        "IsRenderable",
+        "Resize",
+        "IsRendered",
+        "Store",
+        "Processed",
+    ]
+    for state in states:
+        assert isinstance(state["duration_s"], float)
+        assert state["result"] == "succeeded"
+    tasks = [s for s in states if s["type"] == "Task"]
+    assert [len(s["attempts"]) for s in tasks] == [1, 1, 1]
+    assert tasks[1]["attempts"][0]["resource"].endswith("resizefunction")
+    assert isinstance(tasks[1]["attempts"][0]["duration_s"], float)
+    verdict = execution["verdict"]
+    assert verdict["status"] == "processed"
+    assert verdict["renditions"] == 6
+    assert verdict["manifest"] == f"s3://{cloud.output_bucket}/photos/cat.jpg/manifest.json"
+
+
+def test_trace_of_rejected_upload_names_the_code_and_the_state(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    # Given an HTML page uploaded as .jpg
+    run = imgpipe("trace", f"s3://{cloud.input_bucket}/bad/page.jpg")
+    # Then the verdict says it was rejected by Validate with UnsupportedFormat
+    assert run.code == 0, run.err
+    verdict = next(line for line in run.out.splitlines() if "verdict:" in line)
+    assert "rejected by Validate" in verdict
+    assert "UnsupportedFormat" in verdict
+    assert "HTML" in verdict  # the human message
+    assert "caught UnsupportedFormat" in run.out
+    as_json = _only(imgpipe("trace", uploads.rejected.arn, "--json").json())
+    assert as_json["verdict"]["state"] == "Validate"
+    assert as_json["verdict"]["code"] == "UnsupportedFormat"
+    validate = as_json["states"][0]
+    assert validate["result"] == "caught"
+    assert validate["error"]["error_type"] == "UnsupportedFormat"
+    assert "sniff" in validate["error"]["frame"]
+
+
+def test_trace_of_failed_upload_shows_every_retry_and_the_failing_state(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    # Given an upload whose Resize hit S3 SlowDown on every attempt
+    run = imgpipe("trace", f"s3://{cloud.input_bucket}/faults/dog.jpg")
+    # Then the verdict blames Resize, not the PipelineFailed messenger state
+    assert run.code == 0, run.err
+    verdict = next(line for line in run.out.splitlines() if "verdict:" in line)
+    assert "FAILED in Resize" in verdict
+    assert "TransientError" in verdict
+    assert "SlowDown" in verdict
+    assert "after 5 attempts" in verdict
+    # And every attempt and retry is listed with its error
+    for number in range(1, 6):
+        assert f"attempt {number}" in run.out
+    assert run.out.count("retry after") == 4
+    assert "storage.py" in run.out  # the last stack frame of the Lambda error
+    execution = _only(imgpipe("trace", uploads.failed.arn, "--json").json())
+    resize = next(s for s in execution["states"] if s["name"] == "Resize")
+    assert resize["retries"] == 4
+    attempts = resize["attempts"]
+    assert [a["number"] for a in attempts] == [1, 2, 3, 4, 5]
+    assert {a["result"] for a in attempts} == {"failed"}
+    assert {a["error"]["error"] for a in attempts} == {"TransientError"}
+    assert attempts[0]["wait_before_s"] is None
+    assert all(isinstance(a["wait_before_s"], float) for a in attempts[1:])
+    assert execution["states"][-1]["name"] == "PipelineFailed"
+    assert execution["failed_state"] == "Resize"
+    assert execution["error"] == "TransientError"
+    assert execution["error_detail"]["message"] == "S3 PutObject failed transiently: SlowDown"
+
+
+def test_trace_finds_a_key_with_space_and_plus_that_the_event_url_encoded(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    # Given an upload of `enc/summer 2024+best.jpg` announced as `enc/summer+2024%2Bbest.jpg`
+    # When it is traced by its literal key
+    run = imgpipe("trace", f"s3://{cloud.input_bucket}/{SPACED_KEY}", "--json")
+    # Then its execution is found
+    assert run.code == 0, run.err
+    execution = _only(run.json())
+    assert execution["arn"] == uploads.spaced.arn
+    assert execution["source"]["key"] == "enc/summer+2024%2Bbest.jpg"
+    assert execution["resolved_key"] == SPACED_KEY
+    # And other real keys that decode alike are other objects: the processed output
+    # names the key the pipeline resolved, which settles it
+    for other_key in ("enc/summer+2024+best.jpg", "enc/summer+2024%2Bbest.jpg"):
+        other = imgpipe("trace", f"s3://{cloud.input_bucket}/{other_key}")
+        assert other.code == 1
+    assert "no execution for" in other.err
+
+
+def test_trace_by_execution_arn(uploads: Uploads, imgpipe: Imgpipe) -> None:
+    run = imgpipe("trace", uploads.first_cat.arn, "--json")
+    assert run.code == 0, run.err
+    document = run.json()
+    assert document["state_machine"] is None  # not needed for an ARN
+    assert _only(document)["arn"] == uploads.first_cat.arn
+
+
+def test_trace_of_a_reuploaded_key_shows_every_execution_newest_first(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    run = imgpipe("trace", f"s3://{cloud.input_bucket}/photos/cat.jpg", "--json")
+    assert [e["arn"] for e in run.json()["executions"]] == [uploads.cat.arn, uploads.first_cat.arn]
+    text = imgpipe("trace", f"s3://{cloud.input_bucket}/photos/cat.jpg")
+    assert "2 executions for" in text.out
+    assert _in_order(
+        text.out, uploads.cat.arn.rsplit(":", 1)[1], uploads.first_cat.arn.rsplit(":", 1)[1]
+    )
+
+
+def test_trace_clips_payloads_unless_full(uploads: Uploads, imgpipe: Imgpipe) -> None:
+    clipped = _only(imgpipe("trace", uploads.cat.arn, "--json").json())
+    full = _only(imgpipe("trace", uploads.cat.arn, "--json", "--full").json())
+    store_out = clipped["states"][4]["attempts"][0]["response"]
+    assert len(store_out) < 340
+    assert store_out.endswith("chars)")
+    assert json.loads(full["states"][4]["attempts"][0]["response"])["status"] == "processed"
+    text = imgpipe("trace", uploads.cat.arn).out
+    full_text = imgpipe("trace", uploads.cat.arn, "--full").out
+    assert "chars)" in text
+    assert "state input" in full_text
+    assert len(full_text) > len(text)
+
+
+def test_trace_scan_bound_is_respected(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    # The first upload is the oldest execution: the 2 newest do not include it
+    run = imgpipe("trace", f"s3://{cloud.input_bucket}/bad/page.jpg", "--scan", "2")
+    assert run.code == 1
+    assert "among the 2 most recent" in run.err
+
+
+# -- executions --------------------------------------------------------------------
+
+
+def test_executions_lists_uploads_with_status_and_outcome(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    run = imgpipe("executions", "--json")
+    assert run.code == 0, run.err
+    rows = {row["arn"]: row for row in run.json()["executions"]}
+    assert set(rows) >= {
+        uploads.first_cat.arn,
+        uploads.rejected.arn,
+        uploads.failed.arn,
+        uploads.spaced.arn,
+        uploads.cat.arn,
+    }
+    cat = rows[uploads.cat.arn]
+    assert (cat["status"], cat["outcome"]) == ("SUCCEEDED", "processed")
+    assert cat["source"] == {
+        "bucket": cloud.input_bucket,
+        "key": "photos/cat.jpg",
+        "version_id": cat["source"]["version_id"],
+        "size": cat["source"]["size"],
+    }
+    assert isinstance(cat["duration_s"], float)
+    rejected = rows[uploads.rejected.arn]
+    assert (rejected["outcome"], rejected["reason_code"]) == ("rejected", "UnsupportedFormat")
+    failed = rows[uploads.failed.arn]
+    assert (failed["status"], failed["failed_state"], failed["error"]) == (
+        "FAILED",
+        "Resize",
+        "TransientError",
+    )
+    started = [row["started_at"] for row in run.json()["executions"]]
+    assert started == sorted(started, reverse=True)
+
+
+def test_executions_table_and_filters(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    table = imgpipe("executions")
+    assert table.code == 0, table.err
+    for text in (
+        "photos/cat.jpg",
+        "SUCCEEDED",
+        "FAILED",
+        "processed · 6 renditions",
+        "rejected · UnsupportedFormat",
+        "Resize: TransientError",
+    ):
+        assert text in table.out
+    failed_only = imgpipe("executions", "--status", "failed", "--json").json()["executions"]
+    assert [row["arn"] for row in failed_only] == [uploads.failed.arn]
+    newest = imgpipe("executions", "--limit", "1", "--json").json()["executions"]
+    assert [row["arn"] for row in newest] == [uploads.cat.arn]
+
+
+# -- finding the state machine -----------------------------------------------------
+
+
+def test_state_machine_by_arn_and_by_stack_output(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    by_arn = imgpipe("executions", "--state-machine", cloud.state_machine_arn, "--json")
+    assert by_arn.json()["state_machine"] == cloud.state_machine_arn
+    # A stack whose StateMachineArn output names the pipeline (as template.yaml's does)
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"StateMachineArn": {"Value": cloud.state_machine_arn}},
+    }
+    stacks = boto3.client("cloudformation")
+    stacks.create_stack(StackName="imgpipe-ops-test", TemplateBody=json.dumps(template))
+    try:
+        by_stack = imgpipe("executions", "--stack", "imgpipe-ops-test", "--json")
+        assert by_stack.code == 0, by_stack.err
+        assert by_stack.json()["state_machine"] == cloud.state_machine_arn
+    finally:
+        stacks.delete_stack(StackName="imgpipe-ops-test")
+    missing = imgpipe("executions", "--stack", "no-such-stack")
+    assert missing.code == 1
+    assert "no CloudFormation stack named no-such-stack" in missing.err
+
+
+def test_several_matching_state_machines_is_an_error(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    # Given a second state machine whose name also contains ImagePipeline
+    other = cloud.sfn.create_state_machine(
+        name="other-ImagePipeline-x",
+        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/unused",
+    )["stateMachineArn"]
+    try:
+        # When the machine is to be discovered by name
+        run = imgpipe("executions")
+        # Then the command refuses to guess, and --state-machine settles it
+        assert run.code == 1
+        assert "other-ImagePipeline-x" in run.err
+        assert "imgpipe-local-imagepipeline" in run.err
+        assert "--state-machine" in run.err
+        chosen = imgpipe("executions", "--state-machine", cloud.state_machine_arn, "--json")
+        assert chosen.code == 0, chosen.err
+    finally:
+        cloud.sfn.delete_state_machine(stateMachineArn=other)
+    assert imgpipe("executions", "--json").code == 0
+
+
+# -- errors ------------------------------------------------------------------------
+
+
+def _one_line_error(run: Run) -> str:
+    assert run.code != 0
+    assert run.out == ""
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1, run.err
+    assert "Traceback" not in run.err
+    return lines[0]
+
+
+def test_unknown_execution_arn_fails_with_one_line(cloud: LocalCloud, imgpipe: Imgpipe) -> None:
+    arn = cloud.state_machine_arn.replace(":stateMachine:", ":execution:") + ":no-such-run"
+    line = _one_line_error(imgpipe("trace", arn))
+    assert line == f"imgpipe trace: no such execution: {arn}"
+
+
+def test_target_that_is_neither_uri_nor_arn_fails_with_one_line(imgpipe: Imgpipe) -> None:
+    line = _one_line_error(imgpipe("trace", "photos/cat.jpg"))
+    assert "expected s3://bucket/key or an execution ARN" in line
+
+
+def test_unreachable_endpoint_fails_with_one_line(cloud: LocalCloud, imgpipe: Imgpipe) -> None:
+    # Port 9 (discard) on loopback refuses connections at once.
+    line = _one_line_error(imgpipe("executions", "--endpoint-url", "http://127.0.0.1:9"))
+    assert "cannot reach http://127.0.0.1:9" in line
+
+
+def test_missing_credentials_fail_with_one_line(
+    cloud: LocalCloud, imgpipe: Imgpipe, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    line = _one_line_error(imgpipe("executions"))
+    assert "no AWS credentials" in line
+    unknown_profile = _one_line_error(imgpipe("executions", "--profile", "nobody"))
+    assert "nobody" in unknown_profile
+
+
+# -- the history parser on hand-written events -------------------------------------
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+ARN = "arn:aws:states:eu-west-1:111122223333:execution:ImagePipeline-AbC123:run-1"
+LAMBDA_CAUSE = json.dumps(
+    {
+        "errorMessage": "S3 PutObject failed transiently: SlowDown",
+        "errorType": "TransientError",
+        "requestId": "r-1",
+        "stackTrace": [
+            '  File "/var/task/app.py", line 33, in handler\n    result = render()\n',
+            '  File "/opt/python/imgpipe/storage.py", line 143, in write\n'
+            "    raise _translate(error) from error\n",
+        ],
+    }
+)
+
+
+class History:
+    """Builds an event list the way GetExecutionHistory numbers and links it."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, kind: str, seconds: float, **details: Any) -> History:
+        event: dict[str, Any] = {
+            "id": len(self.events) + 1,
+            "previousEventId": len(self.events),
+            "type": kind,
+            "timestamp": T0 + timedelta(seconds=seconds),
+        }
+        if kind.endswith("StateEntered"):
+            event["stateEnteredEventDetails"] = details
+        elif kind.endswith("StateExited"):
+            event["stateExitedEventDetails"] = details
+        elif details:
+            event[f"{kind[0].lower()}{kind[1:]}EventDetails"] = details
+        self.events.append(event)
+        return self
+
+
+def _lambda_params(name: str) -> str:
+    return json.dumps(
+        {"FunctionName": f"arn:aws:lambda:eu-west-1:111122223333:function:{name}", "Payload": {}}
+    )
+
+
+def _description(status: str, **extra: Any) -> dict[str, Any]:
+    event = {"detail": {"bucket": {"name": "in"}, "object": {"key": "photos/cat.jpg"}}}
+    return {
+        "executionArn": ARN,
+        "name": "run-1",
+        "status": status,
+        "startDate": T0,
+        "stopDate": T0 + timedelta(seconds=30),
+        "input": json.dumps(event),
+        **extra,
+    }
+
+
+def _retried_then_caught() -> History:
+    history = History().add("ExecutionStarted", 0).add("TaskStateEntered", 0, name="Resize")
+    for attempt, start in enumerate((0.1, 2.0, 6.0)):
+        history.add("TaskScheduled", start, parameters=_lambda_params("resize"))
+        history.add("TaskStarted", start + 0.1)
+        history.add("TaskFailed", start + 0.5, error="TransientError", cause=LAMBDA_CAUSE)
+        assert attempt < 3
+    return (
+        history.add("TaskStateExited", 6.6, name="Resize", output="{}")
+        .add("FailStateEntered", 6.6, name="PipelineFailed")
+        .add("ExecutionFailed", 6.7, error="TransientError", cause=LAMBDA_CAUSE)
+    )
+
+
+def test_retries_are_attempts_with_their_wait_and_the_catch_is_seen() -> None:
+    # Given three failed attempts of Resize, then a Catch to a Fail state
+    visits = parse_visits(_retried_then_caught().events, execution_status="FAILED")
+    # Then Resize has 3 attempts, retries waited 1.4 s and 3.5 s, and it was caught
+    resize, failed = visits
+    assert (resize.name, resize.result, resize.retries) == ("Resize", "caught", 2)
+    assert [a.number for a in resize.attempts] == [1, 2, 3]
+    assert [a.wait_before_s for a in resize.attempts] == [None, 1.4, 3.5]
+    assert [a.duration_s for a in resize.attempts] == [0.5, 0.5, 0.5]
+    assert {a.resource for a in resize.attempts} == {"resize"}
+    assert resize.error is not None
+    assert resize.error.error == "TransientError"
+    assert (failed.name, failed.state_type, failed.result) == ("PipelineFailed", "Fail", "failed")
+
+
+def test_failure_verdict_blames_the_caught_state_and_decodes_the_lambda_cause() -> None:
+    events = _retried_then_caught().events
+    timeline = build_timeline(
+        _description("FAILED", error="TransientError", cause=LAMBDA_CAUSE), events
+    )
+    verdict = timeline.summary.verdict
+    assert (verdict.status, verdict.state, verdict.code, verdict.attempts) == (
+        "FAILED",
+        "Resize",
+        "TransientError",
+        3,
+    )
+    assert verdict.message == "S3 PutObject failed transiently: SlowDown"
+    assert timeline.error is not None
+    assert timeline.error.request_id == "r-1"
+    assert verdict.frame == (
+        "/opt/python/imgpipe/storage.py:143 in write: raise _translate(error) from error"
+    )
+    assert verdict.text == (
+        "FAILED in Resize: TransientError — S3 PutObject failed transiently: SlowDown"
+        " (after 3 attempts)"
+    )
+
+
+def test_uncaught_task_failure_is_the_failing_state() -> None:
+    # Given a task without Catch failing once: the execution stops inside the task
+    events = (
+        History()
+        .add("ExecutionStarted", 0)
+        .add("TaskStateEntered", 0, name="Store")
+        .add("TaskScheduled", 0.1, parameters=_lambda_params("store"))
+        .add("TaskStarted", 0.2)
+        .add("TaskFailed", 0.3, error="States.Timeout", cause="Task timed out after 30 s")
+        .add("ExecutionFailed", 0.4, error="States.Timeout", cause="Task timed out after 30 s")
+        .events
+    )
+    timeline = build_timeline(_description("FAILED"), events)
+    assert timeline.visits[0].result == "failed"
+    assert timeline.summary.verdict.state == "Store"
+    assert timeline.summary.verdict.code == "States.Timeout"
+    # A cause that is not Lambda's JSON is kept as text
+    assert timeline.error == ErrorInfo("States.Timeout", "Task timed out after 30 s")
+    assert timeline.summary.verdict.message == "Task timed out after 30 s"
+
+
+def test_legacy_lambda_events_and_schedule_failures_are_attempts() -> None:
+    events = (
+        History()
+        .add("TaskStateEntered", 0, name="Validate")
+        .add(
+            "LambdaFunctionScheduleFailed",
+            0.1,
+            error="Lambda.ServiceException",
+            cause="Rate exceeded",
+        )
+        .add(
+            "LambdaFunctionScheduled",
+            1.1,
+            resource="arn:aws:lambda:eu-west-1:111122223333:function:validate",
+        )
+        .add("LambdaFunctionStarted", 1.2)
+        .add("LambdaFunctionSucceeded", 1.5, output='{"status":"valid"}')
+        .add("TaskStateExited", 1.5, name="Validate", output="{}")
+        .events
+    )
+    (visit,) = parse_visits(events)
+    assert visit.result == "succeeded"
+    assert visit.error is None
+    assert [(a.number, a.result) for a in visit.attempts] == [(1, "failed"), (2, "succeeded")]
+    assert visit.attempts[1].wait_before_s == 1.0
+    assert visit.attempts[1].resource == "validate"
+    assert visit.attempts[1].response == '{"status":"valid"}'
+
+
+def test_rejection_verdict_and_running_execution() -> None:
+    rejected_events = (
+        History()
+        .add("TaskStateEntered", 0, name="Validate")
+        .add("TaskScheduled", 0.1, parameters=_lambda_params("validate"))
+        .add("TaskFailed", 0.2, error="UnsupportedFormat", cause='{"errorMessage":"not an image"}')
+        .add("TaskStateExited", 0.2, name="Validate")
+        .add("PassStateEntered", 0.2, name="Rejected")
+        .add("PassStateExited", 0.3, name="Rejected")
+        .events
+    )
+    output = {"status": "rejected", "reason": {"code": "UnsupportedFormat", "message": "no"}}
+    rejected = build_timeline(_description("SUCCEEDED", output=json.dumps(output)), rejected_events)
+    assert rejected.summary.verdict.text == "rejected by Validate: UnsupportedFormat — no"
+    running_events = rejected_events[:2]
+    running = build_timeline(_description("RUNNING", stopDate=None), running_events)
+    assert running.visits[0].result == "running"
+    assert running.summary.verdict.text == "RUNNING in Validate"
+
+
+def test_evaluation_failure_is_attributed_to_its_state() -> None:
+    events = (
+        History()
+        .add("PassStateEntered", 0, name="ReadRejection")
+        .add(
+            "EvaluationFailed", 0.1, error="States.Runtime", cause="bad path", state="ReadRejection"
+        )
+        .add("ExecutionFailed", 0.1, error="States.Runtime", cause="bad path")
+        .events
+    )
+    timeline = build_timeline(_description("FAILED"), events)
+    assert timeline.visits[0].result == "failed"
+    assert timeline.summary.verdict.text == "FAILED in ReadRejection: States.Runtime — bad path"
+
+
+def test_history_events_out_of_order_are_sorted_by_id() -> None:
+    events = _retried_then_caught().events
+    assert parse_visits(list(reversed(events))) == parse_visits(events)
+
+
+def test_clip_marks_what_it_cut() -> None:
+    assert clip("abcdef", 10) == "abcdef"
+    assert clip("abcdef", 4) == "abcd… (+2 chars)"
+    assert clip("abcdef", None) == "abcdef"
+    assert clip(None, 4) is None
+
+
+def test_error_info_reads_old_style_stack_frames_and_plain_causes() -> None:
+    old = json.dumps(
+        {
+            "errorType": "KeyError",
+            "errorMessage": "'x'",
+            "stackTrace": [["/var/task/a.py", 3, "f", "d['x']"]],
+        }
+    )
+    info = ErrorInfo.parse("KeyError", old)
+    assert (info.error_type, info.message, info.frame) == (
+        "KeyError",
+        "'x'",
+        "/var/task/a.py:3 in f: d['x']",
+    )
+    plain = ErrorInfo.parse("Lambda.Unknown", "The cause could not be determined.\nmore")
+    assert plain.message is None
+    assert plain.summary == "Lambda.Unknown: The cause could not be determined."
+
+
+def test_upload_matching_accepts_the_literal_key_and_its_decodings() -> None:
+    def described(key: str, output: dict[str, Any] | None = None) -> dict[str, Any]:
+        event = {"detail": {"bucket": {"name": "in"}, "object": {"key": key}}}
+        return {"input": json.dumps(event), "output": json.dumps(output) if output else None}
+
+    wanted = ObjectRef("in", "a/summer 2024+best.jpg")
+    assert is_upload_of(described("a/summer 2024+best.jpg"), wanted)
+    assert is_upload_of(described("a/summer+2024%2Bbest.jpg"), wanted)
+    assert is_upload_of(described("a/summer%202024%2Bbest.jpg"), wanted)
+    assert not is_upload_of(described("a/summer 2024+best.jpg"), ObjectRef("other", wanted.key))
+    assert not is_upload_of(described("a/other.jpg"), wanted)
+    # A processed execution's output names the key it resolved: that decides
+    resolved = {"status": "processed", "source": {"bucket": "in", "key": "a/x+y.jpg"}}
+    assert is_upload_of(described("a/x+y.jpg", resolved), ObjectRef("in", "a/x+y.jpg"))
+    assert not is_upload_of(described("a/x+y.jpg", resolved), ObjectRef("in", "a/x y.jpg"))
+
+
+def test_targets_are_parsed_strictly() -> None:
+    assert parse_s3_uri("s3://b/k/with space+plus.jpg") == ObjectRef("b", "k/with space+plus.jpg")
+    for bad in ("s3://bucket-only", "s3:///key", "https://b/k"):
+        with pytest.raises(OpsError):
+            parse_s3_uri(bad)
+    assert is_execution_arn(ARN)
+    assert not is_execution_arn("arn:aws:states:eu-west-1:1:stateMachine:ImagePipeline-AbC123")
+
+
+def test_state_machine_is_picked_by_name_case_insensitively() -> None:
+    sam = {"name": "ImagePipeline-AbC123", "stateMachineArn": "arn:sam"}
+    local = {"name": "imgpipe-local-imagepipeline", "stateMachineArn": "arn:local"}
+    unrelated = {"name": "Orders", "stateMachineArn": "arn:orders"}
+    assert pick_state_machine([unrelated, sam]) == "arn:sam"
+    assert pick_state_machine([local]) == "arn:local"
+    with pytest.raises(OpsError, match="no state machine"):
+        pick_state_machine([unrelated])
+    with pytest.raises(OpsError, match="2 state machines match"):
+        pick_state_machine([sam, local, unrelated])
+
+
+def test_summary_of_a_non_s3_execution_has_no_source() -> None:
+    summary = summarize({**_description("SUCCEEDED"), "input": '{"hello": 1}', "output": "{}"})
+    assert summary.source is None
+    assert summary.verdict.status == "SUCCEEDED"
+
+
+# -- the AWS adapter with a stubbed client -----------------------------------------
+
+
+def test_history_reads_every_page() -> None:
+    sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+    first = History().add("ExecutionStarted", 0).add("PassStateEntered", 0, name="A").events
+    second = History().add("ExecutionStarted", 0).add("PassStateEntered", 0, name="A")
+    second.add("PassStateExited", 1, name="A").add("ExecutionSucceeded", 1, output="{}")
+    request = {"executionArn": ARN, "includeExecutionData": True, "maxResults": 1000}
+    with Stubber(sfn) as stub:
+        stub.add_response("get_execution_history", {"events": first, "nextToken": "t"}, request)
+        stub.add_response(
+            "get_execution_history", {"events": second.events[2:]}, {**request, "nextToken": "t"}
+        )
+        events = aws.history(sfn, ARN)
+        stub.assert_no_pending_responses()
+    assert [e["type"] for e in events] == [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "ExecutionSucceeded",
+    ]
+
+
+def test_recent_executions_stops_at_the_limit_across_pages() -> None:
+    sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+    machine = "arn:aws:states:eu-west-1:111122223333:stateMachine:ImagePipeline-AbC123"
+
+    def item(n: int) -> dict[str, Any]:
+        return {
+            "executionArn": f"{ARN}{n}",
+            "stateMachineArn": machine,
+            "name": f"run-{n}",
+            "status": "SUCCEEDED",
+            "startDate": T0,
+        }
+
+    request = {"stateMachineArn": machine, "maxResults": 3}
+    with Stubber(sfn) as stub:
+        stub.add_response(
+            "list_executions", {"executions": [item(1), item(2)], "nextToken": "t"}, request
+        )
+        stub.add_response(
+            "list_executions",
+            {"executions": [item(3), item(4)], "nextToken": "u"},
+            {**request, "nextToken": "t"},
+        )
+        found = list(aws.recent_executions(sfn, machine, limit=3))
+    assert [e["name"] for e in found] == ["run-1", "run-2", "run-3"]
