@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock lint test demo clean
+.PHONY: help install lock lint test demo up clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ lint: install ## ruff, mypy and cfn-lint
 test: install ## run the whole test suite (what CI runs)
 	$(BIN)/pytest -n 2 --dist loadgroup
 
-demo: install ## run the pipeline locally end to end on the sample images
+demo: install ## run the pipeline locally end to end on the sample images (+ HTML report)
 	$(BIN)/imgpipe demo
+
+up: install ## serve the local cloud on 127.0.0.1:4566 until Ctrl-C
+	$(BIN)/imgpipe local up
 
 clean: ## remove build output and the virtual environment
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis build demo-output
