@@ -644,7 +644,9 @@ def run(
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         attached = [_ref(v) for v in resource.get("Properties", {}).get("Layers", [])]
-        layer_dirs = [build_dir / lid / "python" for lid in attached if lid in layers]
+        layer_dirs = [
+            build_dir / lid / "python" for lid in attached if lid is not None and lid in layers
+        ]
         check_function_imports(logical_id, build_dir / logical_id, layer_dirs, target, report)
     build_toml = build_dir.parent / "build.toml"
     if build_toml.is_file():

@@ -9,17 +9,19 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imgpipe.claims import ClaimTable
 from imgpipe.config import resize_config
 from imgpipe.messages import SourceRef, facts_from_dict
 from imgpipe.stages.resize import render_upload
 from imgpipe.storage import ObjectStore
-from imgpipe.telemetry import correlate, count_outcome, count_rejections
+from imgpipe.telemetry import correlate, count_outcome, report_errors
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 CONFIG = resize_config()
 STORE = ObjectStore(boto3.client("s3"))
+CLAIMS = ClaimTable(boto3.client("dynamodb"), CONFIG.state_table)
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
@@ -29,8 +31,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     source = SourceRef.from_dict(event["source"])
     image = facts_from_dict(event["image"]) if event.get("image") else None
     correlate(logger, event, bucket=source.bucket, key=source.key, version_id=source.version_id)
-    with count_rejections(metrics, logger):
-        result = render_upload(STORE, source, image, CONFIG)
+    with report_errors(metrics, logger):
+        result = render_upload(STORE, source, image, CONFIG, CLAIMS, event["execution"])
     count_outcome(metrics, result.status, result.reason)
     if result.status == "rendered":
         metrics.add_metric(name="SourceBytes", unit=MetricUnit.Bytes, value=result.bytes_in)

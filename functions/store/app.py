@@ -8,17 +8,19 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imgpipe.claims import ClaimTable
 from imgpipe.config import store_config
 from imgpipe.messages import RenditionRecord, SourceRef, facts_from_dict
 from imgpipe.stages.store import store_manifest
 from imgpipe.storage import ObjectStore
-from imgpipe.telemetry import correlate, count_outcome
+from imgpipe.telemetry import correlate, count_outcome, report_errors
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 CONFIG = store_config()
 STORE = ObjectStore(boto3.client("s3"))
+CLAIMS = ClaimTable(boto3.client("dynamodb"), CONFIG.state_table)
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
@@ -29,9 +31,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     image = facts_from_dict(event["image"])
     renditions = tuple(RenditionRecord.from_dict(r) for r in event["renditions"])
     correlate(logger, event, bucket=source.bucket, key=source.key, version_id=source.version_id)
-    outcome = store_manifest(
-        STORE, CONFIG.output, source, image, renditions, execution=event.get("execution")
-    )
+    with report_errors(metrics, logger):
+        outcome = store_manifest(
+            STORE,
+            CONFIG.output,
+            source,
+            image,
+            renditions,
+            execution=event["execution"],
+            claims=CLAIMS,
+        )
     count_outcome(metrics, outcome.status, outcome.reason)
     logger.info("stored", extra={"manifest": outcome.manifest})
     return outcome.to_dict()

@@ -9,17 +9,19 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imgpipe.claims import ClaimTable
 from imgpipe.config import validate_config
 from imgpipe.events import parse_s3_event
 from imgpipe.stages.validate import validate_upload
 from imgpipe.storage import ObjectStore
-from imgpipe.telemetry import correlate, count_outcome, count_rejections
+from imgpipe.telemetry import correlate, count_outcome, report_errors
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 CONFIG = validate_config()
 STORE = ObjectStore(boto3.client("s3"))
+CLAIMS = ClaimTable(boto3.client("dynamodb"), CONFIG.state_table)
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
@@ -28,8 +30,8 @@ STORE = ObjectStore(boto3.client("s3"))
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     upload = parse_s3_event(event["event"])
     correlate(logger, event, bucket=upload.bucket, key=upload.key, version_id=upload.version_id)
-    with count_rejections(metrics, logger):
-        verdict = validate_upload(STORE, upload, CONFIG.limits)
+    with report_errors(metrics, logger):
+        verdict = validate_upload(STORE, upload, CONFIG.limits, CLAIMS, event["execution"])
     count_outcome(metrics, verdict.status, verdict.reason)
     metrics.add_metric(
         name="HeaderBytesRead", unit=MetricUnit.Bytes, value=verdict.header_bytes_read

@@ -67,10 +67,14 @@ def _outcome_row(record: ExecutionRecord) -> tuple[str, str, str]:
         detail = f"[red]{record.error}: {(record.cause or '')[:160]}"
     elif status == "processed":
         detail = output["manifest"]["key"]
+    elif status == "deleted":
+        detail = f"removed {len(output.get('removed', []))} objects"
     else:
         reason = output.get("reason") or {}
         detail = f"{reason.get('code')}: {reason.get('message')}"
-    colour = {"processed": "green", "rejected": "yellow", "skipped": "cyan"}.get(status, "red")
+    colour = {"processed": "green", "rejected": "yellow", "skipped": "cyan", "deleted": "blue"}.get(
+        status, "red"
+    )
     return f"[{colour}]{status}", detail, _summarise(output.get("renditions", [])) or "-"
 
 
@@ -126,6 +130,13 @@ def demo(out_dir: Path) -> int:
                     cause=record.cause,
                 )
             )
+        # Deleting an upload removes what was made from it (the Forget path).
+        deleted = items[3]
+        status.update(f"deleting {deleted.key}")
+        record = cloud.delete(deleted.key)
+        failures += record.status != "SUCCEEDED"
+        outcome, detail, _ = _outcome_row(record)
+        table.add_row(f"{deleted.key}\n[dim]source deleted afterwards", outcome, "-", detail, "")
         workers = _worker_table(cloud)
     console.print(table)
     console.print(workers)

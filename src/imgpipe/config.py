@@ -83,12 +83,18 @@ class _Env:
 
 @dataclass(frozen=True)
 class Limits:
-    """Budgets enforced from the header, before anything is decoded."""
+    """Budgets enforced from the header, before anything is decoded (docs/limits.md)."""
 
     max_bytes: int
     max_pixels: int
     max_frames: int
     allowed_formats: tuple[str, ...]
+    # frames x width x height: reading an animation's frame count decodes every frame.
+    max_animation_pixels: int = 1_000_000_000
+    # Memory of the function that decodes (resize), and the largest rendition box,
+    # which decides how far a JPEG can be decoded at reduced scale.
+    decode_memory_mb: int = 1024
+    largest_rendition: int = 2048
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class OutputLocation:
 @dataclass(frozen=True)
 class ValidateConfig:
     limits: Limits
+    state_table: str
 
 
 @dataclass(frozen=True)
@@ -108,11 +115,22 @@ class ResizeConfig:
     output: OutputLocation
     render: RenderSettings
     cache_control: str
+    state_table: str
+    # The rule's key prefix on the input bucket; with it, resize can tell whether its
+    # outputs could trigger the pipeline again.
+    input_prefix: str = ""
 
 
 @dataclass(frozen=True)
 class StoreConfig:
     output: OutputLocation
+    state_table: str
+
+
+@dataclass(frozen=True)
+class ForgetConfig:
+    output: OutputLocation
+    state_table: str
 
 
 def _limits(env: _Env) -> Limits:
@@ -125,10 +143,22 @@ def _limits(env: _Env) -> Limits:
             f"choose from {', '.join(SOURCE_FORMATS)}"
         )
         raise ConfigError(msg)
+    sizes = env.text("RENDITIONS", "thumb:320,medium:1024,large:2048")
+    largest = max(
+        (
+            int(size)
+            for _, _, size in (i.partition(":") for i in sizes.split(","))
+            if size.isdigit()
+        ),
+        default=2048,
+    )
     return Limits(
         max_bytes=env.integer("MAX_SOURCE_BYTES", 50 * 1024 * 1024, minimum=1),
         max_pixels=env.integer("MAX_SOURCE_PIXELS", 80_000_000, minimum=1),
         max_frames=env.integer("MAX_FRAMES", 500, minimum=1),
+        max_animation_pixels=env.integer("MAX_ANIMATION_PIXELS", 1_000_000_000, minimum=1),
+        decode_memory_mb=env.integer("DECODE_MEMORY_MB", 1024, minimum=128),
+        largest_rendition=largest,
         allowed_formats=formats,
     )
 
@@ -199,7 +229,7 @@ def _quality(env: _Env, name: str, default: int) -> int:
 
 def validate_config(environ: Mapping[str, str] | None = None) -> ValidateConfig:
     env = _Env(os.environ if environ is None else environ)
-    return ValidateConfig(limits=_limits(env))
+    return ValidateConfig(limits=_limits(env), state_table=env.text("STATE_TABLE"))
 
 
 def resize_config(environ: Mapping[str, str] | None = None) -> ResizeConfig:
@@ -227,11 +257,22 @@ def resize_config(environ: Mapping[str, str] | None = None) -> ResizeConfig:
         output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX")),
         render=render,
         cache_control=env.text("CACHE_CONTROL", "public, max-age=31536000"),
+        state_table=env.text("STATE_TABLE"),
+        input_prefix=env.text("INPUT_KEY_PREFIX", ""),
     )
 
 
 def store_config(environ: Mapping[str, str] | None = None) -> StoreConfig:
     env = _Env(os.environ if environ is None else environ)
     return StoreConfig(
-        output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX"))
+        output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX")),
+        state_table=env.text("STATE_TABLE"),
+    )
+
+
+def forget_config(environ: Mapping[str, str] | None = None) -> ForgetConfig:
+    env = _Env(os.environ if environ is None else environ)
+    return ForgetConfig(
+        output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX")),
+        state_table=env.text("STATE_TABLE"),
     )

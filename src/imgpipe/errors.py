@@ -70,6 +70,11 @@ class TooManyFrames(ImageRejected):
     """An animation has more frames than the frame budget allows."""
 
 
+class DecodeTooLarge(ImageRejected):
+    """Decoding would need more memory than the resize function has, or an animation
+    has more frames x pixels than the animation budget."""
+
+
 class KeyNotRenderable(ImageRejected):
     """The source key cannot be mapped to output keys within S3's key length."""
 

@@ -202,8 +202,9 @@ def _open(data: bytes, formats: tuple[str, ...]) -> ImageFile:
     except UnidentifiedImageError as exc:
         # Pillow also reports a damaged header (bad IHDR CRC, short SOF) as "cannot
         # identify"; when the magic bytes do match, the upload is corrupt, not foreign.
-        if _has_magic(data, formats):
-            msg = _corrupt_message("header", exc)
+        matching = _formats_with_magic(data, formats)
+        if matching:
+            msg = _corrupt_message("header", _header_error(data, matching) or exc)
             raise CorruptImage(msg) from exc
         msg = f"not a {'/'.join(formats)} image"
         raise UnsupportedFormat(msg) from exc
@@ -212,14 +213,33 @@ def _open(data: bytes, formats: tuple[str, ...]) -> ImageFile:
         raise CorruptImage(msg) from exc
 
 
-def _has_magic(data: bytes, formats: tuple[str, ...]) -> bool:
+def _formats_with_magic(data: bytes, formats: tuple[str, ...]) -> tuple[str, ...]:
+    """The formats whose plugin accepts the first bytes of `data` as its own."""
+    matching = []
     for fmt in formats:
         accept = Image.OPEN[fmt][1] if fmt in Image.OPEN else None
         answer = accept(data[:16]) if accept is not None else False
         # A str answer means "this format, but this build cannot read it".
         if answer and not isinstance(answer, str):
-            return True
-    return False
+            matching.append(fmt)
+    return tuple(matching)
+
+
+def _header_error(data: bytes, formats: tuple[str, ...]) -> Exception | None:
+    """Why the plugin refused the header, which `Image.open` does not say.
+
+    Its `UnidentifiedImageError` only reads "cannot identify image file <_io.BytesIO
+    object at 0x...>" (a memory address, useless to whoever reads the rejection), and
+    drops the plugin's own reason ("broken PNG file (bad header checksum in b'IHDR')").
+    Running the plugin's header parser again, on this error path only, recovers it.
+    """
+    for fmt in formats:
+        factory = Image.OPEN[fmt][0]
+        try:
+            factory(io.BytesIO(data), "").close()
+        except _DECODE_ERRORS as exc:
+            return exc
+    return None
 
 
 def _corrupt_message(stage: str, exc: Exception) -> str:

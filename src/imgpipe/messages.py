@@ -87,16 +87,17 @@ class Outcome:
     manifest: dict[str, str] | None = None
     image: ImageFacts | None = None
     reason: dict[str, str] | None = None
+    removed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        # Every key is always present (null or empty when it does not apply): the
+        # state machine's ResultSelector names them and JSONPath fails on a missing key.
+        return {
             "status": self.status,
             "source": self.source.to_dict(),
             "renditions": [r.to_dict() for r in self.renditions],
             "manifest": self.manifest,
+            "image": facts_to_dict(self.image) if self.image is not None else None,
+            "reason": self.reason,
+            "removed": list(self.removed),
         }
-        if self.image is not None:
-            out["image"] = facts_to_dict(self.image)
-        if self.reason is not None:
-            out["reason"] = self.reason
-        return out

@@ -336,8 +336,6 @@ _BINARY_KINDS: Final = (
     (b"BZh", "BZIP2 archive"),
     (b"\xfd7zXZ\x00", "XZ archive"),
     (b"8BPS", "PSD"),
-    (b"\x00\x00\x01\x00", "ICO"),
-    (b"\x00\x00\x02\x00", "ICO"),
     (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
     (b"\xff\x4f\xff\x51", "JPEG 2000"),
     (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
@@ -375,6 +373,11 @@ def _identify(head: bytes) -> tuple[str | None, str]:
     # "BM" alone is too weak (text can start with it): require a known DIB header size.
     if head.startswith(b"BM") and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
         return None, "BMP"
+    # ICO/CUR: reserved 0, type 1 (icon) or 2 (cursor), then an image count of at least
+    # one. The count matters: an uncompressed true-colour TGA without a colour map also
+    # starts 00 00 02 00, but with a zero where the count would be.
+    if head[:2] == b"\0\0" and head[2:4] in (b"\1\0", b"\2\0") and head[4:6] != b"\0\0":
+        return None, "ICO" if head[2] == 1 else "CUR"
     for magic, kind in _BINARY_KINDS:
         if head.startswith(magic):
             return None, kind

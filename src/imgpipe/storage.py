@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from imgpipe.errors import TransientError
 
@@ -34,6 +41,22 @@ _TRANSIENT_CODES = frozenset(
     }
 )
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
+
+
+# Network faults that survive botocore's own retries, or that happen while a response
+# body is streamed (after botocore has returned, so it never retries them).
+_NETWORK_ERRORS = (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
+
+def _network(error: Exception, action: str) -> TransientError:
+    msg = f"S3 {action} failed on the network: {type(error).__name__}"
+    return TransientError(msg)
 
 
 def _code(error: ClientError) -> str:
@@ -74,6 +97,8 @@ class ObjectStore:
             if _code(error) in _MISSING_CODES:
                 return None
             raise _translate(error, "HeadObject") from error
+        except _NETWORK_ERRORS as error:
+            raise _network(error, "HeadObject") from error
         version = response.get("VersionId")
         return ObjectHead(
             key=key,
@@ -97,6 +122,8 @@ class ObjectStore:
             return bytes(response["Body"].read())
         except ClientError as error:
             raise _translate(error, "GetObject") from error
+        except _NETWORK_ERRORS as error:
+            raise _network(error, "GetObject") from error
 
     def read(
         self, bucket: str, key: str, version_id: str | None = None, etag: str | None = None
@@ -116,6 +143,8 @@ class ObjectStore:
             if _code(error) in _MISSING_CODES or _code(error) == "PreconditionFailed":
                 return None
             raise _translate(error, "GetObject") from error
+        except _NETWORK_ERRORS as error:
+            raise _network(error, "GetObject") from error
 
     def write(
         self,
@@ -141,6 +170,33 @@ class ObjectStore:
             self._client.put_object(**kwargs)
         except ClientError as error:
             raise _translate(error, "PutObject") from error
+        except _NETWORK_ERRORS as error:
+            raise _network(error, "PutObject") from error
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix
+            )
+            return [item["Key"] for page in pages for item in page.get("Contents", [])]
+        except ClientError as error:
+            raise _translate(error, "ListObjectsV2") from error
+
+    def delete_keys(self, bucket: str, keys: list[str]) -> None:
+        # DeleteObjects takes at most 1000 keys per request.
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            try:
+                response = self._client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except ClientError as error:
+                raise _translate(error, "DeleteObjects") from error
+            failed = response.get("Errors", [])
+            if failed:
+                codes = sorted({str(e.get("Code")) for e in failed})
+                msg = f"S3 DeleteObjects failed for {len(failed)} keys: {', '.join(codes)}"
+                raise TransientError(msg)
 
 
 class S3RangeSource:

@@ -64,8 +64,13 @@ def _reasoned_metric(metrics: Metrics, name: str, code: str) -> None:
 
 
 @contextmanager
-def count_rejections(metrics: Metrics, logger: Logger) -> Iterator[None]:
-    """Count and log a rejection once, then let it reach the state machine's Catch."""
+def report_errors(metrics: Metrics, logger: Logger) -> Iterator[None]:
+    """Count and log a rejection once, then let it reach the state machine's Catch.
+
+    Any other error is logged once too, with its cause, before it reaches Step
+    Functions' Retry: otherwise a failed attempt leaves no line carrying the
+    correlation keys, and a search by source key would not find it.
+    """
     try:
         yield
     except ImageRejected as rejection:
@@ -73,4 +78,7 @@ def count_rejections(metrics: Metrics, logger: Logger) -> Iterator[None]:
         logger.warning(
             "upload rejected", extra={"reason": rejection.code, "detail": str(rejection)}
         )
+        raise
+    except Exception as error:
+        logger.exception("step failed", extra={"error": type(error).__name__})
         raise

@@ -20,7 +20,7 @@ from PIL import Image
 from imgpipe.errors import UnsupportedFormat
 
 ROOT = Path(__file__).resolve().parents[2]
-IN, OUT = "uploads-in", "renditions-out"
+IN, OUT, TABLE = "uploads-in", "renditions-out", "imgpipe-state"
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:imgpipe:test-1"
 
 
@@ -39,10 +39,17 @@ class FakeContext:
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("OUTPUT_BUCKET", OUT)
     monkeypatch.setenv("RENDITIONS", "small:64,big:256")
+    monkeypatch.setenv("STATE_TABLE", TABLE)
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=IN)
         s3.create_bucket(Bucket=OUT)
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         yield s3
 
 
@@ -209,8 +216,13 @@ def test_resize_then_store_write_renditions_then_manifest(
 
 
 def test_store_refuses_to_write_a_manifest_for_missing_renditions(aws: Any) -> None:
+    from imgpipe.claims import ClaimTable, SourceIdentity
     from imgpipe.errors import RenditionMissing
 
+    # Given the execution holds the claim on the key, but its rendition is not there
+    ClaimTable(boto3.client("dynamodb", region_name="us-east-1"), TABLE).claim(
+        SourceIdentity(IN, "d/x.png", None, None, None), EXECUTION
+    )
     record = {
         "name": "small",
         "format": "WEBP",

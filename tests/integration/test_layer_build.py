@@ -26,6 +26,13 @@ pytestmark = [pytest.mark.network, pytest.mark.xdist_group(name="layer-build")]
 ROOT = Path(__file__).resolve().parents[2]
 AARCH64 = 183
 TAG = "cpython-313-aarch64-linux-gnu"
+# Which layers each function gets: Pillow only where images are decoded.
+ATTACHED = {
+    "ValidateFunction": ["CoreLayer"],
+    "ResizeFunction": ["CoreLayer", "PillowLayer"],
+    "StoreFunction": ["CoreLayer"],
+    "ForgetFunction": ["CoreLayer"],
+}
 
 
 def _load_check_layer() -> ModuleType:
@@ -177,9 +184,23 @@ def test_core_layer_holds_imgpipe_powertools_and_aarch64_wrapt(
     assert not list(python_dir.rglob("__pycache__"))
 
 
+def template_attachments() -> dict[str, list[str]]:
+    """Every function of the template and the layers it attaches, by logical id."""
+    template = check_layer.load_template(ROOT / "template.yaml")
+    return {
+        logical: [layer["Ref"] for layer in resource["Properties"].get("Layers", [])]
+        for logical, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def test_every_function_of_the_template_is_checked_here() -> None:
+    assert template_attachments() == ATTACHED
+
+
 def test_layers_pass_the_check_that_make_check_layer_runs(arm64_layers: dict[str, Path]) -> None:
     # Given the layers as built, When checked against the template's target (closure,
-    # linked libraries, pins, and every import the three handlers make at load time)
+    # linked libraries, pins, and every import the four handlers make at load time)
     template = check_layer.load_template(ROOT / "template.yaml")
     target = check_layer.expected_target(template, None, None)
     assert (target.runtime, target.architecture) == ("python3.13", "arm64")
@@ -187,12 +208,7 @@ def test_layers_pass_the_check_that_make_check_layer_runs(arm64_layers: dict[str
     for logical, folder in arm64_layers.items():
         requirements = check_layer.layer_requirements(template, logical, ROOT)
         check_layer.check_layer_dir(logical, folder / "python", requirements, target, report)
-    attached = {
-        "ValidateFunction": ["CoreLayer"],
-        "ResizeFunction": ["CoreLayer", "PillowLayer"],
-        "StoreFunction": ["CoreLayer"],
-    }
-    for function, layers in attached.items():
+    for function, layers in ATTACHED.items():
         code_dir = ROOT / "functions" / function.removesuffix("Function").lower()
         dirs = [arm64_layers[name] / "python" for name in layers]
         check_layer.check_function_imports(function, code_dir, dirs, target, report)
@@ -220,11 +236,14 @@ def _python313() -> str | None:
     return None
 
 
+STATE_TABLE = "imgpipe-SourceStateTable-SMOKE"
+
+
 def function_environment(logical: str) -> dict[str, str]:
     """The function's template environment with every parameter at its default."""
     template = check_layer.load_template(ROOT / "template.yaml")
     defaults = {k: str(v["Default"]) for k, v in template["Parameters"].items()}
-    refs = {**defaults, "OutputBucket": "imgpipe-output-smoke"}
+    refs = {**defaults, "OutputBucket": "imgpipe-output-smoke", "SourceStateTable": STATE_TABLE}
     variables = {
         **template["Globals"]["Function"]["Environment"]["Variables"],
         **template["Resources"][logical]["Properties"]["Environment"]["Variables"],
@@ -255,6 +274,7 @@ SMOKE = textwrap.dedent(
     import app  # the cold start: imports, Powertools objects, config from the environment
     assert callable(app.handler)
     print("ok", app.__file__, sys.modules["imgpipe"].__file__)
+    print("state table", app.CONFIG.state_table)
     """
 )
 
@@ -277,12 +297,8 @@ def test_same_recipe_for_x86_64_cold_starts_every_handler_on_a_real_cpython_313(
          "--target", str(runtime), "boto3==1.44.8"],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    attached = {
-        "ValidateFunction": ["CoreLayer"],
-        "ResizeFunction": ["CoreLayer", "PillowLayer"],
-        "StoreFunction": ["CoreLayer"],
-    }
-    for function, names in attached.items():
+    started = []
+    for function, names in ATTACHED.items():
         code_dir = ROOT / "functions" / function.removesuffix("Function").lower()
         # Lambda's order: function code, then layers (/opt/python), then the runtime.
         path = [str(code_dir), *(str(layers[n] / "python") for n in names), str(runtime)]
@@ -299,3 +315,8 @@ def test_same_recipe_for_x86_64_cold_starts_every_handler_on_a_real_cpython_313(
         )  # fmt: skip
         assert result.returncode == 0, f"{function}: {result.stderr[-3000:]}"
         assert str(layers["CoreLayer"]) in result.stdout, result.stdout
+        assert str(code_dir / "app.py") in result.stdout, result.stdout
+        # the claims table comes from the template's Globals, not a default
+        assert f"state table {STATE_TABLE}" in result.stdout, result.stdout
+        started.append(function)
+    assert set(started) == set(template_attachments())

@@ -1,7 +1,8 @@
 """`imgpipe executions` / `imgpipe trace` against real executions of the deployed ASL.
 
 The module deploys template.yaml into moto once, runs a handful of uploads through the
-pipeline (processed, rejected, failed after retries, a URL-encoded key, a re-upload),
+pipeline (processed, rejected, failed after retries, a URL-encoded key, an upload that
+is then deleted, a re-upload),
 then drives the command handlers the way the main CLI does: parse the arguments with
 `add_commands`, call `args.handler(args)`, read stdout/stderr. The handlers build
 their own boto3 clients from the environment, which in-process moto answers.
@@ -49,6 +50,18 @@ pytestmark = pytest.mark.xdist_group("ops")
 
 HTML = b"<!DOCTYPE html><html><body>not a photo</body></html>"
 SPACED_KEY = "enc/summer 2024+best.jpg"
+GONE_KEY = "gone/bird.jpg"
+# Every state of the path an upload takes when it is processed.
+PROCESSED_PATH = [
+    "WhatHappened",
+    "Validate",
+    "IsRenderable",
+    "Resize",
+    "IsRendered",
+    "Store",
+    "IsStored",
+    "Processed",
+]
 
 
 def jpeg(width: int, height: int) -> bytes:
@@ -63,6 +76,8 @@ class Uploads:
     rejected: ExecutionRecord
     failed: ExecutionRecord
     spaced: ExecutionRecord
+    gone_upload: ExecutionRecord
+    deleted: ExecutionRecord  # the "Object Deleted" execution of gone/bird.jpg
     cat: ExecutionRecord  # the re-upload of photos/cat.jpg, newest execution of all
 
 
@@ -78,15 +93,20 @@ def uploads(cloud: LocalCloud) -> Uploads:
     rejected = cloud.upload("bad/page.jpg", HTML)
     failed = _upload_with_s3_slowdown(cloud, "faults/dog.jpg")
     spaced = cloud.upload(SPACED_KEY, jpeg(64, 48), url_encode_key=True)
+    gone_upload = cloud.upload(GONE_KEY, jpeg(200, 100))
+    deleted = cloud.delete(GONE_KEY)
     cat = cloud.upload("photos/cat.jpg", jpeg(320, 240))
-    assert [r.status for r in (first_cat, rejected, failed, spaced, cat)] == [
+    records = (first_cat, rejected, failed, spaced, gone_upload, deleted, cat)
+    assert [r.status for r in records] == [
         "SUCCEEDED",
         "SUCCEEDED",
         "FAILED",
         "SUCCEEDED",
         "SUCCEEDED",
+        "SUCCEEDED",
+        "SUCCEEDED",
     ]
-    return Uploads(first_cat, rejected, failed, spaced, cat)
+    return Uploads(first_cat, rejected, failed, spaced, gone_upload, deleted, cat)
 
 
 def _upload_with_s3_slowdown(cloud: LocalCloud, key: str) -> ExecutionRecord:
@@ -159,9 +179,12 @@ def test_trace_of_processed_upload_shows_steps_in_order_and_the_renditions(
     # Given the newest upload of photos/cat.jpg was processed
     # When it is traced by its S3 URI, newest execution only
     run = imgpipe("trace", f"s3://{cloud.input_bucket}/photos/cat.jpg", "--latest")
-    # Then the timeline walks Validate -> Resize -> Store with durations and a verdict
+    # Then the timeline walks WhatHappened -> Validate -> Resize -> Store -> IsStored
+    # with durations and a verdict
     assert run.code == 0, run.err
-    assert _in_order(run.out, "Validate", "Resize", "Store", "verdict:")
+    assert _in_order(
+        run.out, "WhatHappened", "Validate", "Resize", "Store", "IsStored", "Processed", "verdict:"
+    )
     assert "processed: 6 renditions" in run.out
     assert "photos/cat.jpg/manifest.json" in run.out
     assert " ms" in run.out
@@ -182,21 +205,31 @@ def test_trace_json_has_states_attempts_durations_and_verdict(
     assert execution["status"] == "SUCCEEDED"
     assert execution["source"]["key"] == "photos/cat.jpg"
     states = execution["states"]
-    assert [s["name"] for s in states] == [
-        "Validate",
-        "IsRenderable",
-        "Resize",
-        "IsRendered",
-        "Store",
-        "Processed",
-    ]
+    assert [s["name"] for s in states] == PROCESSED_PATH
     for state in states:
         assert isinstance(state["duration_s"], float)
         assert state["result"] == "succeeded"
+    assert [s["type"] for s in states] == [
+        "Choice",
+        "Task",
+        "Choice",
+        "Task",
+        "Choice",
+        "Task",
+        "Choice",
+        "Succeed",
+    ]
     tasks = [s for s in states if s["type"] == "Task"]
+    assert [s["name"] for s in tasks] == ["Validate", "Resize", "Store"]
     assert [len(s["attempts"]) for s in tasks] == [1, 1, 1]
-    assert tasks[1]["attempts"][0]["resource"].endswith("resizefunction")
+    assert [s["attempts"][0]["resource"].rsplit("-", 1)[-1] for s in tasks] == [
+        "validatefunction",
+        "resizefunction",
+        "storefunction",
+    ]
     assert isinstance(tasks[1]["attempts"][0]["duration_s"], float)
+    # Choice states invoke nothing
+    assert [s["attempts"] for s in states if s["type"] == "Choice"] == [[], [], [], []]
     verdict = execution["verdict"]
     assert verdict["status"] == "processed"
     assert verdict["renditions"] == 6
@@ -218,7 +251,10 @@ def test_trace_of_rejected_upload_names_the_code_and_the_state(
     as_json = _only(imgpipe("trace", uploads.rejected.arn, "--json").json())
     assert as_json["verdict"]["state"] == "Validate"
     assert as_json["verdict"]["code"] == "UnsupportedFormat"
-    validate = as_json["states"][0]
+    names = [s["name"] for s in as_json["states"]]
+    assert names[:2] == ["WhatHappened", "Validate"]
+    assert "Resize" not in names
+    validate = next(s for s in as_json["states"] if s["name"] == "Validate")
     assert validate["result"] == "caught"
     assert validate["error"]["error_type"] == "UnsupportedFormat"
     assert "sniff" in validate["error"]["frame"]
@@ -250,7 +286,13 @@ def test_trace_of_failed_upload_shows_every_retry_and_the_failing_state(
     assert {a["error"]["error"] for a in attempts} == {"TransientError"}
     assert attempts[0]["wait_before_s"] is None
     assert all(isinstance(a["wait_before_s"], float) for a in attempts[1:])
-    assert execution["states"][-1]["name"] == "PipelineFailed"
+    assert [s["name"] for s in execution["states"]] == [
+        "WhatHappened",
+        "Validate",
+        "IsRenderable",
+        "Resize",
+        "PipelineFailed",
+    ]
     assert execution["failed_state"] == "Resize"
     assert execution["error"] == "TransientError"
     assert execution["error_detail"]["message"] == "S3 PutObject failed transiently: SlowDown"
@@ -296,13 +338,60 @@ def test_trace_of_a_reuploaded_key_shows_every_execution_newest_first(
     )
 
 
+def test_trace_of_a_deleted_upload_walks_the_forget_path(
+    cloud: LocalCloud, uploads: Uploads, imgpipe: Imgpipe
+) -> None:
+    # Given gone/bird.jpg was processed, then deleted from the input bucket
+    # When its newest execution is traced
+    run = imgpipe("trace", f"s3://{cloud.input_bucket}/{GONE_KEY}", "--latest", "--json")
+    assert run.code == 0, run.err
+    execution = _only(run.json())
+    # Then it is the deletion's, which went WhatHappened -> Forget -> Forgotten only
+    assert execution["arn"] == uploads.deleted.arn
+    assert execution["status"] == "SUCCEEDED"
+    states = execution["states"]
+    assert [(s["name"], s["type"]) for s in states] == [
+        ("WhatHappened", "Choice"),
+        ("Forget", "Task"),
+        ("Forgotten", "Succeed"),
+    ]
+    assert {s["result"] for s in states} == {"succeeded"}
+    (attempt,) = states[1]["attempts"]
+    assert attempt["resource"].endswith("forgetfunction")
+    assert attempt["result"] == "succeeded"
+    assert execution["verdict"]["status"] == "deleted"
+    assert execution["outcome"] == "deleted"
+    # And what it removed is what the upload's execution had made, manifest first
+    made = uploads.gone_upload.output
+    assert made is not None
+    assert made["status"] == "processed"
+    output = uploads.deleted.output
+    assert output is not None
+    assert (output["status"], output["source"]["key"]) == ("deleted", GONE_KEY)
+    assert output["removed"][0] == f"{GONE_KEY}/manifest.json"
+    assert set(output["removed"]) == {r["key"] for r in made["renditions"]} | {
+        f"{GONE_KEY}/manifest.json"
+    }
+    left = cloud.s3.list_objects_v2(Bucket=cloud.output_bucket, Prefix=f"{GONE_KEY}/")
+    assert left.get("KeyCount") == 0
+    # And both executions of the key are listed, the deletion first
+    both = imgpipe("trace", f"s3://{cloud.input_bucket}/{GONE_KEY}", "--json").json()
+    assert [e["arn"] for e in both["executions"]] == [uploads.deleted.arn, uploads.gone_upload.arn]
+    assert [e["states"][0]["name"] for e in both["executions"]] == ["WhatHappened"] * 2
+    assert [s["name"] for s in both["executions"][1]["states"]] == PROCESSED_PATH
+
+
 def test_trace_clips_payloads_unless_full(uploads: Uploads, imgpipe: Imgpipe) -> None:
     clipped = _only(imgpipe("trace", uploads.cat.arn, "--json").json())
     full = _only(imgpipe("trace", uploads.cat.arn, "--json", "--full").json())
-    store_out = clipped["states"][4]["attempts"][0]["response"]
+    store_at = PROCESSED_PATH.index("Store")
+    assert [s["name"] for s in clipped["states"]] == PROCESSED_PATH
+    assert [s["name"] for s in full["states"]] == PROCESSED_PATH
+    store_out = clipped["states"][store_at]["attempts"][0]["response"]
     assert len(store_out) < 340
     assert store_out.endswith("chars)")
-    assert json.loads(full["states"][4]["attempts"][0]["response"])["status"] == "processed"
+    full_out = json.loads(full["states"][store_at]["attempts"][0]["response"])
+    assert full_out["status"] == "processed"
     text = imgpipe("trace", uploads.cat.arn).out
     full_text = imgpipe("trace", uploads.cat.arn, "--full").out
     assert "chars)" in text
@@ -333,6 +422,8 @@ def test_executions_lists_uploads_with_status_and_outcome(
         uploads.rejected.arn,
         uploads.failed.arn,
         uploads.spaced.arn,
+        uploads.gone_upload.arn,
+        uploads.deleted.arn,
         uploads.cat.arn,
     }
     cat = rows[uploads.cat.arn]
@@ -346,6 +437,10 @@ def test_executions_lists_uploads_with_status_and_outcome(
     assert isinstance(cat["duration_s"], float)
     rejected = rows[uploads.rejected.arn]
     assert (rejected["outcome"], rejected["reason_code"]) == ("rejected", "UnsupportedFormat")
+    deleted = rows[uploads.deleted.arn]
+    assert (deleted["status"], deleted["outcome"]) == ("SUCCEEDED", "deleted")
+    assert deleted["source"]["key"] == GONE_KEY
+    assert deleted["failed_state"] is None
     failed = rows[uploads.failed.arn]
     assert (failed["status"], failed["failed_state"], failed["error"]) == (
         "FAILED",

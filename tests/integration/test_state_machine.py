@@ -78,11 +78,13 @@ def test_photo_is_processed_into_every_rendition_and_a_manifest(cloud: LocalClou
     # Then the execution succeeds through Validate, Resize and Store
     assert record.status == "SUCCEEDED", record.cause
     assert record.states_entered() == [
+        "WhatHappened",
         "Validate",
         "IsRenderable",
         "Resize",
         "IsRendered",
         "Store",
+        "IsStored",
         "Processed",
     ]
     output = record.output

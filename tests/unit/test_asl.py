@@ -43,7 +43,12 @@ def test_every_task_retries_transient_faults_with_jittered_backoff() -> None:
 
 def test_functions_are_only_referenced_through_substitutions() -> None:
     placeholders = set(re.findall(r"\$\{(\w+)\}", json.dumps(ASL)))
-    assert placeholders == {"ValidateFunctionArn", "ResizeFunctionArn", "StoreFunctionArn"}
+    assert placeholders == {
+        "ValidateFunctionArn",
+        "ResizeFunctionArn",
+        "StoreFunctionArn",
+        "ForgetFunctionArn",
+    }
 
 
 def test_pipeline_failures_end_in_a_named_fail_state() -> None:

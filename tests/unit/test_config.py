@@ -7,7 +7,7 @@ import pytest
 from imgpipe.config import resize_config, store_config, validate_config
 from imgpipe.errors import ConfigError
 
-BASE = {"OUTPUT_BUCKET": "renditions-bucket"}
+BASE = {"OUTPUT_BUCKET": "renditions-bucket", "STATE_TABLE": "imgpipe-state"}
 
 
 def test_defaults_give_three_sizes_in_webp_and_jpeg() -> None:
@@ -77,5 +77,21 @@ def test_missing_output_bucket_is_an_error_not_a_default() -> None:
 
 
 def test_validate_limits() -> None:
-    limits = validate_config({"MAX_SOURCE_BYTES": "10", "ALLOWED_FORMATS": "jpeg, png"}).limits
+    config = validate_config(
+        {
+            "MAX_SOURCE_BYTES": "10",
+            "ALLOWED_FORMATS": "jpeg, png",
+            "STATE_TABLE": "t",
+            "RENDITIONS": "a:100,b:4000,c:30",
+            "DECODE_MEMORY_MB": "2048",
+        }
+    )
+    limits = config.limits
     assert (limits.max_bytes, limits.allowed_formats) == (10, ("JPEG", "PNG"))
+    assert (limits.largest_rendition, limits.decode_memory_mb) == (4000, 2048)
+    assert config.state_table == "t"
+
+
+def test_state_table_is_required() -> None:
+    with pytest.raises(ConfigError, match="STATE_TABLE"):
+        validate_config({})

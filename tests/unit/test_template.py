@@ -20,13 +20,16 @@ from cfnlint.decode import decode
 from moto.events.models import EventPattern
 from samtranslator.translator.transform import transform
 
-from imgpipe.config import resize_config, store_config, validate_config
+from imgpipe.config import forget_config, resize_config, store_config, validate_config
+from imgpipe.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "statemachine" / "pipeline.asl.json"
 
-FUNCTIONS = ("ValidateFunction", "ResizeFunction", "StoreFunction")
+FUNCTIONS = ("ValidateFunction", "ResizeFunction", "StoreFunction", "ForgetFunction")
+FOLDERS = ("validate", "resize", "store", "forget")
+TABLE = "SourceStateTable"
 ARTIFACTS = "s3://imgpipe-artifacts/"
 
 
@@ -134,11 +137,16 @@ def test_fixed_logical_ids_have_their_types(sam: dict[str, Any]) -> None:
         "ValidateFunction": "AWS::Serverless::Function",
         "ResizeFunction": "AWS::Serverless::Function",
         "StoreFunction": "AWS::Serverless::Function",
+        "ForgetFunction": "AWS::Serverless::Function",
+        "SourceStateTable": "AWS::DynamoDB::Table",
         "PillowLayer": "AWS::Serverless::LayerVersion",
         "CoreLayer": "AWS::Serverless::LayerVersion",
         "ImagePipeline": "AWS::Serverless::StateMachine",
     }
     assert {k: sam["Resources"][k]["Type"] for k in expected} == expected
+    # and no other function or table hides next to them
+    for kind in ("AWS::Serverless::Function", "AWS::DynamoDB::Table"):
+        assert set(resources(sam, kind)) == {k for k, v in expected.items() if v == kind}
 
 
 def test_functions_run_app_handler_from_their_own_folder(sam: dict[str, Any]) -> None:
@@ -146,10 +154,11 @@ def test_functions_run_app_handler_from_their_own_folder(sam: dict[str, Any]) ->
     assert glob["Handler"] == "app.handler"
     assert glob["Runtime"] == {"Ref": "Runtime"}
     assert glob["Architectures"] == [{"Ref": "Architecture"}]
-    for logical, folder in zip(FUNCTIONS, ("validate", "resize", "store"), strict=True):
+    for logical, folder in zip(FUNCTIONS, FOLDERS, strict=True):
         props = sam["Resources"][logical]["Properties"]
         assert props["CodeUri"] == f"functions/{folder}/"
         assert "Handler" not in props or props["Handler"] == "app.handler"
+        assert (ROOT / "functions" / folder / "app.py").is_file()
     params = sam["Parameters"]
     assert params["Runtime"]["Default"] == "python3.13"
     assert params["Architecture"]["Default"] == "arm64"
@@ -163,6 +172,10 @@ def test_memory_and_timeouts_are_parameters_with_the_agreed_defaults(sam: dict[s
         assert props["Timeout"] == {"Ref": f"{name}Timeout"}
         assert sam["Parameters"][f"{name}MemorySize"]["Default"] == memory
         assert sam["Parameters"][f"{name}Timeout"]["Default"] == timeout
+    # forget lists and deletes a handful of keys, like store: it shares store's sizing.
+    forget = sam["Resources"]["ForgetFunction"]["Properties"]
+    assert forget["MemorySize"] == {"Ref": "StoreMemorySize"}
+    assert forget["Timeout"] == {"Ref": "StoreTimeout"}
 
 
 # ---------------------------------------------------------------- environment
@@ -180,10 +193,13 @@ def test_function_environments_are_exactly_what_each_function_reads(cfn: dict[st
         "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
         "POWERTOOLS_TRACER_CAPTURE_ERROR": "true",
     }
+    # every function claims or checks its source key in the one table
+    state = {"STATE_TABLE": {"Ref": TABLE}}
     limits = {
         "MAX_SOURCE_BYTES": {"Ref": "MaxSourceBytes"},
         "MAX_SOURCE_PIXELS": {"Ref": "MaxSourcePixels"},
         "MAX_FRAMES": {"Ref": "MaxFrames"},
+        "MAX_ANIMATION_PIXELS": {"Ref": "MaxAnimationPixels"},
         "ALLOWED_FORMATS": {"Ref": "AllowedFormats"},
     }
     output = {"OUTPUT_BUCKET": {"Ref": "OutputBucket"}, "OUTPUT_PREFIX": {"Ref": "OutputPrefix"}}
@@ -197,9 +213,27 @@ def test_function_environments_are_exactly_what_each_function_reads(cfn: dict[st
         "BACKGROUND_COLOR": {"Ref": "BackgroundColor"},
         "CACHE_CONTROL": {"Ref": "CacheControl"},
     }
-    assert function_env(cfn, "ValidateFunction") == {**powertools, **limits}
-    assert function_env(cfn, "ResizeFunction") == {**powertools, **limits, **output, **rendering}
-    assert function_env(cfn, "StoreFunction") == {**powertools, **output}
+    # validate estimates resize's decode memory from the largest rendition box
+    decode_estimate = {
+        "DECODE_MEMORY_MB": {"Ref": "ResizeMemorySize"},
+        "RENDITIONS": {"Ref": "Renditions"},
+    }
+    assert function_env(cfn, "ValidateFunction") == {
+        **powertools,
+        **state,
+        **limits,
+        **decode_estimate,
+    }
+    assert function_env(cfn, "ResizeFunction") == {
+        **powertools,
+        **state,
+        **limits,
+        **output,
+        **rendering,
+        "INPUT_KEY_PREFIX": {"Ref": "InputKeyPrefix"},
+    }
+    assert function_env(cfn, "StoreFunction") == {**powertools, **state, **output}
+    assert function_env(cfn, "ForgetFunction") == {**powertools, **state, **output}
 
 
 def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None:
@@ -213,6 +247,7 @@ def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None
             "MaxSourceBytes",
             "MaxSourcePixels",
             "MaxFrames",
+            "MaxAnimationPixels",
             "AllowedFormats",
             "OutputPrefix",
             "Renditions",
@@ -232,6 +267,7 @@ def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None
         "MaxSourceBytes": "52428800",
         "MaxSourcePixels": "80000000",
         "MaxFrames": "500",
+        "MaxAnimationPixels": "1000000000",
         "AllowedFormats": "JPEG,PNG,WEBP,GIF,TIFF,AVIF",
         "OutputPrefix": "",
         "Renditions": "thumb:320,medium:1024,large:2048",
@@ -247,26 +283,61 @@ def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None
     }
 
 
-def test_default_environment_is_accepted_by_the_functions_config(
-    sam: dict[str, Any], cfn: dict[str, Any]
-) -> None:
-    # Given the environment CloudFormation would set with every default
+PARSERS = {
+    "ValidateFunction": validate_config,
+    "ResizeFunction": resize_config,
+    "StoreFunction": store_config,
+    "ForgetFunction": forget_config,
+}
+
+
+def deployed_environments(sam: dict[str, Any], cfn: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Each function's environment as CloudFormation would set it with every default."""
     params = defaults(sam)
-    refs = {"OutputBucket": "imgpipe-output-0123abcd"}
-    env = {
+    refs = {"OutputBucket": "imgpipe-output-0123abcd", TABLE: "imgpipe-SourceStateTable-1A2B3C"}
+    return {
         logical: {
             k: str(v)
             for k, v in resolve(function_env(cfn, logical), params, sam["Conditions"], refs).items()
         }
         for logical in FUNCTIONS
     }
+
+
+def test_default_environment_is_accepted_by_the_functions_config(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    # Given the environment CloudFormation would set with every default
+    env = deployed_environments(sam, cfn)
+    assert set(PARSERS) == set(FUNCTIONS)
     # When each function parses it at cold start, Then nothing is rejected
     validate = validate_config(env["ValidateFunction"])
     resize = resize_config(env["ResizeFunction"])
     store = store_config(env["StoreFunction"])
+    forget = forget_config(env["ForgetFunction"])
     assert validate.limits.max_bytes == 52428800
+    assert validate.limits.max_animation_pixels == 1_000_000_000
+    # validate budgets the decode for resize's memory and the largest rendition
+    assert validate.limits.decode_memory_mb == 1024
+    assert validate.limits.largest_rendition == 2048
+    assert resize.limits.max_animation_pixels == 1_000_000_000
     assert len(resize.render.renditions) == 6
+    assert resize.input_prefix == ""
     assert store.output.bucket == "imgpipe-output-0123abcd"
+    assert forget.output == store.output == resize.output
+    # And all four claim in the same table
+    states = {c.state_table for c in (validate, resize, store, forget)}
+    assert states == {"imgpipe-SourceStateTable-1A2B3C"}
+
+
+@pytest.mark.parametrize("logical", FUNCTIONS)
+def test_every_function_refuses_to_start_without_the_state_table(
+    sam: dict[str, Any], cfn: dict[str, Any], logical: str
+) -> None:
+    env = deployed_environments(sam, cfn)[logical]
+    del env["STATE_TABLE"]
+    with pytest.raises(ConfigError, match="STATE_TABLE"):
+        PARSERS[logical](env)
 
 
 @pytest.mark.parametrize(
@@ -306,11 +377,13 @@ def the_rule(cfn: dict[str, Any]) -> dict[str, Any]:
     return rule["Properties"]
 
 
-def test_rule_matches_object_created_in_the_input_bucket(cfn: dict[str, Any]) -> None:
+def test_rule_matches_object_created_and_deleted_in_the_input_bucket(cfn: dict[str, Any]) -> None:
     pattern = the_rule(cfn)["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
-    assert pattern["detail-type"] == ["Object Created"]
+    # Deletions start the Forget path of the same state machine.
+    assert pattern["detail-type"] == ["Object Created", "Object Deleted"]
     assert pattern["detail"]["bucket"]["name"] == [{"Ref": "InputBucket"}]
+    assert set(pattern) == {"source", "detail-type", "detail"}
 
 
 def test_rule_target_is_the_state_machine_with_retries_and_a_dead_letter_queue(
@@ -348,31 +421,60 @@ def test_only_the_rule_may_send_to_the_dead_letter_queue(cfn: dict[str, Any]) ->
     assert queue["MessageRetentionPeriod"] == 1209600
 
 
-def s3_event(bucket: str, key: str, detail_type: str = "Object Created") -> dict[str, Any]:
-    """An S3 EventBridge event in the shape AWS documents."""
+def s3_event(
+    bucket: str, key: str, detail_type: str = "Object Created", source: str = "aws.s3"
+) -> dict[str, Any]:
+    """An S3 EventBridge event in the shape AWS documents for its detail-type."""
+    detail: dict[str, Any] = {
+        "version": "0",
+        "bucket": {"name": bucket},
+        "object": {
+            "key": key,
+            "size": 5,
+            "etag": "b1946ac92492d2347c6235b4d2611184",
+            "sequencer": "00617F08299329D189",
+        },
+        "request-id": "N4N7GDK58NMKJ12R",
+        "requester": "123456789012",
+        "reason": "PutObject",
+    }
+    if detail_type == "Object Deleted":
+        # A delete marker: no size or ETag, the marker's version id instead.
+        detail["object"] = {
+            "key": key,
+            "version-id": "1QW9g1Z99LUNbvaaYVpW9xDlOLU.qxgF",
+            "sequencer": "00617F0829C0D18D52",
+        }
+        detail["reason"] = "DeleteObject"
+        detail["deletion-type"] = "Delete Marker Created"
+    elif detail_type == "Object Restore Completed":
+        detail["reason"] = "Restore Completed"
+        detail["restore-expiry-time"] = "2026-12-04T00:00:00Z"
+        detail["source-storage-class"] = "GLACIER"
     return {
         "version": "0",
         "id": "17793124-05d4-b198-2fde-7ededc63b103",
         "detail-type": detail_type,
-        "source": "aws.s3",
+        "source": source,
         "account": "123456789012",
         "time": "2026-11-27T00:00:00Z",
         "region": "us-east-1",
         "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": bucket},
-            "object": {
-                "key": key,
-                "size": 5,
-                "etag": "b1946ac92492d2347c6235b4d2611184",
-                "sequencer": "00617F08299329D189",
-            },
-            "request-id": "N4N7GDK58NMKJ12R",
-            "requester": "123456789012",
-            "reason": "PutObject",
-        },
+        "detail": detail,
     }
+
+
+# What the input bucket also tells EventBridge; none of it may start an execution.
+OTHER_S3_EVENTS = (
+    "Object Restore Initiated",
+    "Object Restore Completed",
+    "Object Restore Expired",
+    "Object Tags Added",
+    "Object Tags Deleted",
+    "Object ACL Updated",
+    "Object Storage Class Changed",
+    "Object Access Tier Changed",
+)
 
 
 KEYS = [
@@ -416,10 +518,16 @@ def test_key_filters_start_exactly_the_matching_uploads(
     def matches(event: dict[str, Any]) -> bool:
         return bool(pattern.matches_event(event))  # type: ignore[arg-type]
 
-    matched = {key for key in KEYS if matches(s3_event("in-bucket", key))}
-    assert matched == started
-    assert not matches(s3_event("other-bucket", "uploads/cat.jpg"))
-    assert not matches(s3_event("in-bucket", "uploads/cat.jpg", "Object Deleted"))
+    for detail_type in ("Object Created", "Object Deleted"):
+        matched = {key for key in KEYS if matches(s3_event("in-bucket", key, detail_type))}
+        assert matched == started, detail_type
+        # And nothing from another bucket, or from another source, ever matches
+        for key in KEYS:
+            assert not matches(s3_event("other-bucket", key, detail_type)), (detail_type, key)
+            assert not matches(s3_event("in-bucket", key, detail_type, "my.app")), key
+    # And the bucket's other notifications do not start executions
+    for detail_type in OTHER_S3_EVENTS:
+        assert not [k for k in KEYS if matches(s3_event("in-bucket", k, detail_type))], detail_type
 
 
 # ---------------------------------------------------------------- permissions
@@ -439,11 +547,11 @@ BUCKET_ARN = re.compile(r"^\$\{(InputBucket|OutputBucket)\.Arn\}/(\$\{(\w+)\})?\
 
 
 def _resource_label(resource: Any) -> str:
-    """GetAtt X.Arn -> 'X'; Sub '${X.Arn}/${Prefix}*' -> 'X/${Prefix}*'; else raw JSON."""
-    if resource == {"Fn::GetAtt": ["InputBucket", "Arn"]}:
-        return "InputBucket"
-    if resource == {"Fn::GetAtt": ["OutputBucket", "Arn"]}:
-        return "OutputBucket"
+    """GetAtt X.Arn -> 'X' (the buckets and the table themselves);
+    Sub '${X.Arn}/${Prefix}*' -> 'X/${Prefix}*' (objects); else raw JSON."""
+    for logical in ("InputBucket", "OutputBucket", TABLE):
+        if resource == {"Fn::GetAtt": [logical, "Arn"]}:
+            return logical
     if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str):
         match = BUCKET_ARN.match(resource["Fn::Sub"])
         if match:
@@ -477,8 +585,10 @@ BASIC = {
 }
 
 
-def test_validate_only_reads_uploads(cfn: dict[str, Any]) -> None:
+def test_validate_only_reads_uploads_and_claims_source_keys(cfn: dict[str, Any]) -> None:
     assert permissions(cfn, "ValidateFunctionRole") == {
+        ("dynamodb:PutItem", TABLE),
+        ("dynamodb:GetItem", TABLE),
         ("s3:GetObject", "InputBucket/${InputKeyPrefix}*"),
         ("s3:GetObjectVersion", "InputBucket/${InputKeyPrefix}*"),
         ("s3:ListBucket", "InputBucket"),
@@ -486,8 +596,11 @@ def test_validate_only_reads_uploads(cfn: dict[str, Any]) -> None:
     assert managed(cfn, "ValidateFunctionRole") == BASIC
 
 
-def test_resize_reads_uploads_and_writes_only_renditions(cfn: dict[str, Any]) -> None:
+def test_resize_reads_uploads_checks_its_claim_and_writes_only_renditions(
+    cfn: dict[str, Any],
+) -> None:
     assert permissions(cfn, "ResizeFunctionRole") == {
+        ("dynamodb:GetItem", TABLE),
         ("s3:GetObject", "InputBucket/${InputKeyPrefix}*"),
         ("s3:GetObjectVersion", "InputBucket/${InputKeyPrefix}*"),
         ("s3:ListBucket", "InputBucket"),
@@ -496,13 +609,41 @@ def test_resize_reads_uploads_and_writes_only_renditions(cfn: dict[str, Any]) ->
     assert managed(cfn, "ResizeFunctionRole") == BASIC
 
 
-def test_store_touches_only_the_output_bucket(cfn: dict[str, Any]) -> None:
+def test_store_touches_only_the_output_bucket_and_finishes_its_claim(cfn: dict[str, Any]) -> None:
     assert permissions(cfn, "StoreFunctionRole") == {
+        ("dynamodb:GetItem", TABLE),
+        ("dynamodb:UpdateItem", TABLE),
         ("s3:GetObject", "OutputBucket/${OutputPrefix}*"),
         ("s3:ListBucket", "OutputBucket"),
         ("s3:PutObject", "OutputBucket/${OutputPrefix}*"),
     }
     assert managed(cfn, "StoreFunctionRole") == BASIC
+
+
+def test_forget_checks_the_upload_is_gone_and_only_deletes_renditions(
+    cfn: dict[str, Any],
+) -> None:
+    assert permissions(cfn, "ForgetFunctionRole") == {
+        ("dynamodb:PutItem", TABLE),
+        ("dynamodb:GetItem", TABLE),
+        ("dynamodb:UpdateItem", TABLE),
+        # HEAD of the current version: is the source really gone? (404 thanks to List)
+        ("s3:GetObject", "InputBucket/${InputKeyPrefix}*"),
+        ("s3:ListBucket", "InputBucket"),
+        ("s3:ListBucket", "OutputBucket"),
+        ("s3:DeleteObject", "OutputBucket/${OutputPrefix}*"),
+    }
+    assert managed(cfn, "ForgetFunctionRole") == BASIC
+    # It reads nothing of the output bucket and writes nothing anywhere.
+    assert not [
+        (a, r)
+        for a, r in permissions(cfn, "ForgetFunctionRole")
+        if a.startswith(("s3:Put", "s3:Restore", "s3:Replicate", "s3:Bypass"))
+        or (a.startswith("s3:Get") and not r.startswith("InputBucket/"))
+    ]
+
+
+ALLOWED_TABLE_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 
 
 def test_no_function_may_write_the_input_bucket_or_use_wildcard_actions(
@@ -511,12 +652,55 @@ def test_no_function_may_write_the_input_bucket_or_use_wildcard_actions(
     for logical in FUNCTIONS:
         for action, resource in permissions(cfn, f"{logical}Role"):
             assert "*" not in action, (logical, action)
+            service = action.split(":", 1)[0]
+            assert service in ("s3", "dynamodb"), (logical, action)
+            if service == "dynamodb":
+                # single items of the one table: no scans, no deletes, no other table
+                assert resource == TABLE, (logical, action, resource)
+                assert action in ALLOWED_TABLE_ACTIONS, (logical, action)
+                continue
+            assert resource in (
+                "InputBucket",
+                "InputBucket/${InputKeyPrefix}*",
+                "OutputBucket",
+                "OutputBucket/${OutputPrefix}*",
+            ), (logical, action, resource)
             assert not (
                 resource.startswith("InputBucket") and not action.startswith(("s3:Get", "s3:List"))
-            )
+            ), (logical, action, resource)
             assert not action.startswith(
-                ("s3:Delete", "s3:PutObjectAcl", "s3:PutBucket", "s3:PutLifecycle")
-            )
+                ("s3:PutObjectAcl", "s3:PutBucket", "s3:PutLifecycle", "s3:DeleteBucket")
+            ), (logical, action)
+
+
+def test_only_forget_may_delete_and_only_renditions(cfn: dict[str, Any]) -> None:
+    deleting = {
+        logical: {
+            (a, r) for a, r in permissions(cfn, f"{logical}Role") if a.startswith("s3:Delete")
+        }
+        for logical in FUNCTIONS
+    }
+    assert deleting == {
+        "ValidateFunction": set(),
+        "ResizeFunction": set(),
+        "StoreFunction": set(),
+        "ForgetFunction": {("s3:DeleteObject", "OutputBucket/${OutputPrefix}*")},
+    }
+
+
+def test_source_state_table_is_on_demand_expiring_and_encrypted(cfn: dict[str, Any]) -> None:
+    (logical,) = resources(cfn, "AWS::DynamoDB::Table")
+    assert logical == TABLE
+    props = cfn["Resources"][TABLE]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert "ProvisionedThroughput" not in props
+    # imgpipe.claims keys items by "pk" (bucket/key) and sets expires_at on each
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert "GlobalSecondaryIndexes" not in props
+    assert "LocalSecondaryIndexes" not in props
 
 
 # SAM's LambdaInvokePolicy: the function and its versions/aliases (the trailing *).
@@ -525,7 +709,7 @@ LAMBDA_INVOKE_ARN = (
 )
 
 
-def test_state_machine_may_invoke_exactly_the_three_functions(cfn: dict[str, Any]) -> None:
+def test_state_machine_may_invoke_exactly_the_four_functions(cfn: dict[str, Any]) -> None:
     role = cfn["Resources"]["ImagePipeline"]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     invoked = set()
     for statement in role_statements(cfn, role):
@@ -550,6 +734,7 @@ def test_pillow_only_on_resize_and_core_on_every_function(cfn: dict[str, Any]) -
         "ValidateFunction": [core],
         "ResizeFunction": [core, pillow],
         "StoreFunction": [core],
+        "ForgetFunction": [core],
     }
 
 
@@ -652,11 +837,16 @@ def test_functions_and_state_machine_are_traced(cfn: dict[str, Any]) -> None:
 def test_each_function_logs_to_its_own_retained_log_group(cfn: dict[str, Any]) -> None:
     groups = resources(cfn, "AWS::Logs::LogGroup")
     used = []
-    for logical in FUNCTIONS:
+    for logical, folder in zip(FUNCTIONS, FOLDERS, strict=True):
         ref = cfn["Resources"][logical]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert ref == f"{logical}LogGroup"
         assert groups[ref]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert groups[ref]["Properties"]["LogGroupName"] == {
+            "Fn::Sub": f"/aws/lambda/${{AWS::StackName}}/{folder}"
+        }
         used.append(ref)
-    assert len(set(used)) == 3
+    assert len(set(used)) == len(FUNCTIONS) == 4
+    assert set(groups) == set(used)
 
 
 def test_outputs_name_buckets_state_machine_and_dead_letter_queue(sam: dict[str, Any]) -> None:
@@ -672,12 +862,18 @@ def test_outputs_name_buckets_state_machine_and_dead_letter_queue(sam: dict[str,
 # ---------------------------------------------------------------- state machine wiring
 
 
-def test_definition_substitutions_are_exactly_the_three_function_arns(
+def test_definition_substitutions_are_exactly_the_four_function_arns(
     sam: dict[str, Any], cfn: dict[str, Any]
 ) -> None:
     props = sam["Resources"]["ImagePipeline"]["Properties"]
     assert props["DefinitionUri"] == "statemachine/pipeline.asl.json"
     expected = {f"{f}Arn": {"Fn::GetAtt": [f, "Arn"]} for f in FUNCTIONS}
+    assert set(expected) == {
+        "ValidateFunctionArn",
+        "ResizeFunctionArn",
+        "StoreFunctionArn",
+        "ForgetFunctionArn",
+    }
     assert props["DefinitionSubstitutions"] == expected
     # and SAM hands them to CloudFormation unchanged, next to the uploaded definition
     machine = cfn["Resources"]["ImagePipeline"]["Properties"]

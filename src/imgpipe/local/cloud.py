@@ -49,6 +49,7 @@ import boto3
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.events.models import EventPattern, Rule
+from moto.s3.models import S3Backend
 
 from imgpipe.local.runner import LocalFunctions
 from imgpipe.local.template import FunctionSpec, Template
@@ -59,6 +60,7 @@ STATE_MACHINE = "ImagePipeline"
 INPUT_BUCKET = "InputBucket"
 OUTPUT_BUCKET = "OutputBucket"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+_MOTO_SEQUENCER = 0x617F08299329D189
 
 
 def project_root() -> Path:
@@ -155,16 +157,66 @@ class EventBridgeBridge:
                 self.deliveries.append(record)
                 self._changed.notify_all()
 
+    def emit_delete_marker(self, account: str, bucket: Any, key: str, marker_version: str) -> None:
+        """The "Object Deleted" event S3 sends when a delete marker is created.
+
+        moto sends no notification in that case (it does for unversioned buckets and
+        for deleting the last version), so a versioned input bucket would never tell
+        the pipeline that an upload was deleted.
+        """
+        if bucket.notification_configuration is None or (
+            bucket.notification_configuration.event_bridge is None
+        ):
+            return
+        from moto.events.models import events_backends
+
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Deleted",
+            "source": "aws.s3",
+            "account": account,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": bucket.region_name,
+            "resources": [bucket.arn],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": bucket.name},
+                "object": {
+                    "key": key,
+                    "version-id": marker_version,
+                    "sequencer": f"{_MOTO_SEQUENCER:016x}",
+                },
+                "request-id": uuid.uuid4().hex[:16].upper(),
+                "requester": account,
+                "source-ip-address": "127.0.0.1",
+                "reason": "DeleteObject",
+                "deletion-type": "Delete Marker Created",
+            },
+        }
+        for bus in events_backends[account][bucket.region_name].event_buses.values():
+            for rule in bus.rules.values():
+                rule.send_to_targets(event, transform_input=False)  # type: ignore[arg-type]
+
     def wait_for(
-        self, bucket: str, key: str, version_id: str | None, *, after: int, timeout_s: float
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        *,
+        after: int,
+        timeout_s: float,
+        detail_type: str = "Object Created",
     ) -> Delivery:
         """The delivery of the event for this object version, made after index `after`."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
             while True:
                 for delivery in self.deliveries[after:]:
-                    if (delivery.bucket, delivery.key) == (bucket, key) and (
-                        version_id is None or delivery.version_id == version_id
+                    if (
+                        (delivery.bucket, delivery.key) == (bucket, key)
+                        and delivery.event.get("detail-type") == detail_type
+                        and (version_id is None or delivery.version_id == version_id)
                     ):
                         return delivery
                 remaining = deadline - time.monotonic()
@@ -329,9 +381,29 @@ class LocalCloud:
             if rule.event_pattern.matches_event(event):
                 cloud.bridge.deliver(rule, event)
 
+        original_delete = S3Backend.delete_object
+
+        def delete_object(
+            backend: S3Backend,
+            bucket_name: str,
+            key_name: str,
+            version_id: str | None = None,
+            bypass: bool = False,
+        ) -> tuple[bool, dict[str, Any]]:
+            deleted, meta = original_delete(backend, bucket_name, key_name, version_id, bypass)
+            if deleted and version_id is None and meta.get("delete-marker") == "true":
+                cloud.bridge.emit_delete_marker(
+                    backend.account_id,
+                    backend.get_bucket(bucket_name),
+                    key_name,
+                    str(meta["version-id"]),
+                )
+            return deleted, meta
+
         patches: list[Any] = [
             mock.patch.object(LambdaFunction, "_invoke_lambda", invoke),
             mock.patch.object(Rule, "send_to_targets", send_to_targets),
+            mock.patch.object(S3Backend, "delete_object", delete_object),
         ]
         if retry_sleep is not None:
             from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -367,6 +439,12 @@ class LocalCloud:
             host = self.endpoint_url or f"https://sqs.{REGION}.amazonaws.com"
             resolver.physical[logical] = f"{host}/{ACCOUNT}/{name}"
             resolver.attributes[(logical, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+        for logical in self.template.resources("AWS::DynamoDB::Table"):
+            name = self._physical_name(logical)
+            resolver.physical[logical] = name
+            resolver.attributes[(logical, "Arn")] = (
+                f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+            )
         for logical in self.template.resources("AWS::Logs::LogGroup"):
             group = str(
                 resolver.resolve(
@@ -400,6 +478,8 @@ class LocalCloud:
             self._deploy_queue(logical, resource.get("Properties", {}))
         for logical, resource in self.template.resources("AWS::Logs::LogGroup").items():
             self._deploy_log_group(logical, resource.get("Properties", {}))
+        for logical, resource in self.template.resources("AWS::DynamoDB::Table").items():
+            self._deploy_table(logical, resource.get("Properties", {}))
         for logical in self.template.resources("AWS::Serverless::LayerVersion"):
             self._deploy_layer(logical)
         for logical, spec in self.template.functions().items():
@@ -481,6 +561,28 @@ class LocalCloud:
                 logGroupName=props["LogGroupName"], retentionInDays=int(props["RetentionInDays"])
             )
         self._record(logical, "AWS::Logs::LogGroup", props["LogGroupName"])
+
+    def _deploy_table(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.template.resolver.resolve(raw)
+        name = self.template.resolver.physical[logical]
+        dynamodb = self.client("dynamodb")
+        dynamodb.create_table(
+            TableName=name,
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+            SSESpecification={"Enabled": bool(props.get("SSESpecification", {}).get("SSEEnabled"))},
+        )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={
+                    "AttributeName": ttl["AttributeName"],
+                    "Enabled": bool(ttl.get("Enabled", True)),
+                },
+            )
+        self._record(logical, "AWS::DynamoDB::Table", name)
 
     def _deploy_layer(self, logical: str) -> None:
         # The code of a local layer is assembled on disk by `workers.assemble_layers`;
@@ -628,7 +730,9 @@ class LocalCloud:
             "key": quote_plus(key, safe="/") if url_encode_key else key,
             "size": head["ContentLength"],
             "etag": head["ETag"].strip('"'),
-            "sequencer": f"{self._sequencer:016X}",
+            # Above the constant sequencer moto puts in its own S3 events, so a hand-made
+            # event is never older than one moto already sent for the same key.
+            "sequencer": f"{_MOTO_SEQUENCER + self._sequencer:016X}",
         }
         if head.get("VersionId") not in (None, "null"):
             obj["version-id"] = head["VersionId"]
@@ -725,6 +829,23 @@ class LocalCloud:
         )
         if delivery.execution_arn is None:
             msg = f"the event for {key!r} could not start an execution: {delivery.error}"
+            raise RuntimeError(msg)
+        return self.wait(delivery.execution_arn, key, timeout_s=timeout_s)
+
+    def delete(self, key: str, *, timeout_s: float = 120.0) -> ExecutionRecord:
+        """Delete an upload and follow its "Object Deleted" execution to the end."""
+        seen = len(self.bridge.deliveries)
+        self.s3.delete_object(Bucket=self.input_bucket, Key=key)
+        delivery = self.bridge.wait_for(
+            self.input_bucket,
+            key,
+            None,
+            after=seen,
+            timeout_s=timeout_s,
+            detail_type="Object Deleted",
+        )
+        if delivery.execution_arn is None:
+            msg = f"the deletion of {key!r} could not start an execution: {delivery.error}"
             raise RuntimeError(msg)
         return self.wait(delivery.execution_arn, key, timeout_s=timeout_s)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import os
 import sys
 import threading
@@ -164,6 +165,12 @@ class LocalFunctions:
             raise ImportError(msg)
         module = importlib.util.module_from_spec(import_spec)
         _install_router()
+        if not self._modules:
+            # Functions in this process then share one handler bound to the router; each
+            # invocation clears and sets its own keys (invocations are serialised).
+            _unbind_powertools_logger(
+                os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
+            )
         import_spec.loader.exec_module(module)
         self._modules[logical] = module
         return module, (time.perf_counter() - started) * 1000
@@ -213,6 +220,27 @@ class LocalFunctions:
         )
         self.invocations.append(invocation)
         return invocation
+
+
+def _unbind_powertools_logger(service: str) -> None:
+    """Make the next `Logger()` for `service` attach a fresh handler to the router.
+
+    Powertools configures one `logging` logger per service name once per process and
+    keeps the stream it saw then. In Lambda every cold start is a new process; here the
+    logger may have been configured earlier against another stream (a test's capture),
+    and its lines would never reach the invocation's log.
+    """
+    shared = logging.getLogger(service)
+    for handler in list(shared.handlers):
+        shared.removeHandler(handler)
+    for attribute in (
+        "init",
+        "powertools_handler",
+        "powertools_buffer_config",
+        "powertools_buffer_cache",
+    ):
+        if hasattr(shared, attribute):
+            delattr(shared, attribute)
 
 
 _ROUTER: _StdoutRouter | None = None

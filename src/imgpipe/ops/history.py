@@ -678,6 +678,8 @@ class Verdict:
             return f"{self.status}{where}: {self.code}{message}{tries}"
         if self.status == RUNNING:
             return f"RUNNING in {self.state}" if self.state else "RUNNING"
+        if self.status == "deleted":
+            return "deleted: renditions and manifest removed"
         return f"{self.status} ({self.code or 'no pipeline status in the output'})"
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from imgpipe.budget import check_budgets
+from imgpipe.claims import ClaimTable, SourceIdentity
 from imgpipe.config import ResizeConfig
-from imgpipe.errors import ObjectTooLarge
+from imgpipe.errors import ConfigError, ObjectTooLarge
 from imgpipe.imaging import render
 from imgpipe.keys import rendition_key
 from imgpipe.messages import RenditionRecord, SourceRef, facts_to_dict
@@ -34,9 +36,38 @@ class ResizeResult:
         }
 
 
+def refuse_recursion(source: SourceRef, config: ResizeConfig) -> None:
+    """Fail loudly if renditions could land where they would trigger the pipeline again.
+
+    The template creates separate input and output buckets; this guards deployments
+    that point both at one bucket: that is only safe when the output prefix lies
+    outside the rule's input prefix (and the input prefix is not empty).
+    """
+    if source.bucket != config.output.bucket:
+        return
+    out, watched = config.output.prefix, config.input_prefix
+    if not watched or not out or out.startswith(watched) or watched.startswith(out):
+        msg = (
+            f"OUTPUT_BUCKET is the input bucket {source.bucket!r} and OUTPUT_PREFIX "
+            f"{out!r} overlaps the watched prefix {watched!r}: renditions would start "
+            "new executions"
+        )
+        raise ConfigError(msg)
+
+
 def render_upload(
-    store: ObjectStore, source: SourceRef, image: ImageFacts | None, config: ResizeConfig
+    store: ObjectStore,
+    source: SourceRef,
+    image: ImageFacts | None,
+    config: ResizeConfig,
+    claims: ClaimTable | None = None,
+    execution: str = "",
 ) -> ResizeResult:
+    refuse_recursion(source, config)
+    if image is not None:
+        # The same budgets as validate, on the facts validate read from the header:
+        # Pillow's frame count would decode every frame of an animation to find out.
+        check_budgets(image, config.limits)
     data = store.read(source.bucket, source.key, source.version_id, source.etag)
     if data is None:
         return ResizeResult(
@@ -53,6 +84,11 @@ def render_upload(
     facts, rendered = render(
         data, config.render, source_format=image.format if image is not None else None
     )
+    if claims is not None and not claims.holds(_identity(source), execution):
+        return ResizeResult(
+            "skipped",
+            reason={"code": "Superseded", "message": "a newer upload of this key took over"},
+        )
     # Every rendition is encoded before the first upload, so a decode or encode
     # failure leaves nothing behind; an upload failure is retried as a whole step
     # and the same keys are overwritten with the same bytes.
@@ -83,4 +119,10 @@ def render_upload(
         image=facts,
         bytes_in=len(data),
         bytes_out=sum(r.bytes for r in records),
+    )
+
+
+def _identity(source: SourceRef) -> SourceIdentity:
+    return SourceIdentity(
+        source.bucket, source.key, source.sequencer, source.version_id, source.etag
     )

@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 
 from imgpipe import __version__
+from imgpipe.claims import DONE, ClaimTable, SourceIdentity
 from imgpipe.config import OutputLocation
 from imgpipe.errors import RenditionMissing
 from imgpipe.keys import manifest_key
@@ -48,7 +49,17 @@ def store_manifest(
     *,
     execution: str | None = None,
     now: datetime | None = None,
+    claims: ClaimTable | None = None,
 ) -> Outcome:
+    ident = SourceIdentity(
+        source.bucket, source.key, source.sequencer, source.version_id, source.etag
+    )
+    if claims is not None and not claims.holds(ident, execution or ""):
+        return Outcome(
+            status="skipped",
+            source=source,
+            reason={"code": "Superseded", "message": "a newer upload of this key took over"},
+        )
     for rendition in renditions:
         head = store.head(output.bucket, rendition.key)
         if head is None or head.size != rendition.bytes:
@@ -67,6 +78,8 @@ def store_manifest(
         # Short cache: the manifest is rewritten when the source is uploaded again.
         cache_control="no-cache",
     )
+    if claims is not None:
+        claims.finish(ident, execution or "", DONE)
     return Outcome(
         status="processed",
         source=source,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from imgpipe.budget import check_budgets
+from imgpipe.claims import ClaimTable, SourceIdentity
 from imgpipe.config import Limits
-from imgpipe.errors import EmptyObject, ObjectTooLarge, TooManyFrames, TooManyPixels
+from imgpipe.errors import EmptyObject, ObjectTooLarge
 from imgpipe.events import S3ObjectEvent, key_candidates
 from imgpipe.keys import manifest_key
 from imgpipe.messages import SourceRef, facts_to_dict
@@ -57,7 +59,19 @@ def _skipped(source: SourceRef, code: str, message: str) -> Verdict:
     return Verdict("skipped", source, reason={"code": code, "message": message})
 
 
-def validate_upload(store: ObjectStore, event: S3ObjectEvent, limits: Limits) -> Verdict:
+def identity(source: SourceRef) -> SourceIdentity:
+    return SourceIdentity(
+        source.bucket, source.key, source.sequencer, source.version_id, source.etag
+    )
+
+
+def validate_upload(
+    store: ObjectStore,
+    event: S3ObjectEvent,
+    limits: Limits,
+    claims: ClaimTable | None = None,
+    execution: str = "",
+) -> Verdict:
     named = SourceRef(
         bucket=event.bucket,
         key=event.key,
@@ -97,13 +111,11 @@ def validate_upload(store: ObjectStore, event: S3ObjectEvent, limits: Limits) ->
 
     reader = S3RangeSource(store, source.bucket, source.key, source.version_id, head.size)
     facts = sniff(reader, allowed=limits.allowed_formats, frame_limit=limits.max_frames)
-    if facts.pixels > limits.max_pixels:
-        msg = (
-            f"{facts.width}x{facts.height} is {facts.pixels} pixels; "
-            f"the limit is {limits.max_pixels}"
-        )
-        raise TooManyPixels(msg)
-    if facts.frames > limits.max_frames:
-        msg = f"the animation has more than {limits.max_frames} frames"
-        raise TooManyFrames(msg)
+    check_budgets(facts, limits)
+    if claims is not None:
+        claim = claims.claim(identity(source), execution)
+        if claim.outcome == "duplicate":
+            return _skipped(source, "Duplicate", f"this event is already handled by {claim.holder}")
+        if claim.outcome == "superseded":
+            return _skipped(source, "Superseded", "a newer upload of this key is being handled")
     return Verdict("valid", source, image=facts, header_bytes_read=reader.bytes_read)

@@ -1,0 +1,87 @@
+"""How much memory decoding an image will take, estimated from its header.
+
+Validate runs without Pillow and without the image's pixels; it uses this estimate to
+reject an upload that would run the resize function out of memory, instead of letting
+resize crash (a crash is retried, then fails the execution; a rejection is final and
+says why). Calibration and the factors are in docs/limits.md.
+"""
+
+from __future__ import annotations
+
+from math import ceil
+from typing import TYPE_CHECKING
+
+from imgpipe.errors import DecodeTooLarge, TooManyFrames, TooManyPixels
+from imgpipe.specs import ImageFacts
+
+if TYPE_CHECKING:
+    from imgpipe.config import Limits
+
+# Bytes per pixel of the decoded image, by the mode Pillow decodes into.
+_BYTES_PER_PIXEL = {
+    "1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3,
+    "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4,
+    "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2,
+}  # fmt: skip
+# The decoded image, a converted or premultiplied copy, and the first resize pass
+# coexist at the peak.
+_WORKING_COPIES = 3
+# The Python runtime, boto3, Powertools and Pillow before any image is opened.
+RUNTIME_MB = 120
+
+
+def jpeg_draft_scale(facts: ImageFacts, largest_rendition: int) -> int:
+    """The DCT scale (1, 2, 4 or 8) libjpeg can decode at for this rendition set.
+
+    The imaging core asks for twice the largest rendition, so the reduced decode never
+    limits quality; this mirrors that rule.
+    """
+    if facts.format != "JPEG":
+        return 1
+    long_edge = max(facts.width, facts.height)
+    for scale in (8, 4, 2):
+        if ceil(long_edge / scale) >= 2 * largest_rendition:
+            return scale
+    return 1
+
+
+def decode_bytes(facts: ImageFacts, largest_rendition: int) -> int:
+    scale = jpeg_draft_scale(facts, largest_rendition)
+    width, height = ceil(facts.width / scale), ceil(facts.height / scale)
+    per_pixel = _BYTES_PER_PIXEL.get(facts.mode, 4)
+    if facts.bit_depth > 8 and facts.mode in ("RGB", "RGBA", "LA"):
+        per_pixel *= 2
+    return width * height * per_pixel
+
+
+def peak_memory_mb(facts: ImageFacts, largest_rendition: int) -> float:
+    """Estimated peak memory of the resize function for this image."""
+    working = decode_bytes(facts, largest_rendition) * _WORKING_COPIES
+    return RUNTIME_MB + working / (1024 * 1024)
+
+
+def check_budgets(facts: ImageFacts, limits: Limits) -> None:
+    """Refuse, from the header, what would be too expensive to decode."""
+    if facts.pixels > limits.max_pixels:
+        msg = (
+            f"{facts.width}x{facts.height} is {facts.pixels} pixels; "
+            f"the limit is {limits.max_pixels}"
+        )
+        raise TooManyPixels(msg)
+    if facts.frames > limits.max_frames:
+        msg = f"the animation has more than {limits.max_frames} frames"
+        raise TooManyFrames(msg)
+    if facts.frames > 1 and facts.frames * facts.pixels > limits.max_animation_pixels:
+        msg = (
+            f"{facts.frames} frames of {facts.width}x{facts.height} are "
+            f"{facts.frames * facts.pixels} pixels; the animation budget is "
+            f"{limits.max_animation_pixels}"
+        )
+        raise DecodeTooLarge(msg)
+    needed = peak_memory_mb(facts, limits.largest_rendition)
+    if needed > limits.decode_memory_mb:
+        msg = (
+            f"decoding {facts.width}x{facts.height} {facts.mode or facts.format} needs about "
+            f"{needed:.0f} MB; the resize function has {limits.decode_memory_mb} MB"
+        )
+        raise DecodeTooLarge(msg)
