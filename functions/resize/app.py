@@ -6,7 +6,6 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgpipe.claims import ClaimTable
@@ -14,7 +13,13 @@ from imgpipe.config import resize_config
 from imgpipe.messages import SourceRef, facts_from_dict
 from imgpipe.stages.resize import render_upload
 from imgpipe.storage import ObjectStore
-from imgpipe.telemetry import correlate, count_outcome, report_errors
+from imgpipe.telemetry import (
+    StageTimer,
+    correlate,
+    count_outcome,
+    record_rendering,
+    report_errors,
+)
 
 logger = Logger()
 metrics = Metrics()
@@ -31,14 +36,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     source = SourceRef.from_dict(event["source"])
     image = facts_from_dict(event["image"]) if event.get("image") else None
     correlate(logger, event, bucket=source.bucket, key=source.key, version_id=source.version_id)
+    timer = StageTimer(tracer)
     with report_errors(metrics, logger):
-        result = render_upload(STORE, source, image, CONFIG, CLAIMS, event["execution"])
+        result = render_upload(
+            STORE, source, image, CONFIG, CLAIMS, event["execution"], span=timer.span
+        )
     count_outcome(metrics, result.status, result.reason)
     if result.status == "rendered":
-        metrics.add_metric(name="SourceBytes", unit=MetricUnit.Bytes, value=result.bytes_in)
-        metrics.add_metric(name="OutputBytes", unit=MetricUnit.Bytes, value=result.bytes_out)
-        metrics.add_metric(
-            name="RenditionsWritten", unit=MetricUnit.Count, value=len(result.renditions)
-        )
+        record_rendering(metrics, result, timer.durations_ms)
     logger.info("resized", extra={"status": result.status, "renditions": len(result.renditions)})
     return result.to_dict()

@@ -22,6 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def _outcome_row(record: ExecutionRecord) -> tuple[str, str, str]:
 
 def demo(out_dir: Path) -> int:
     from imgpipe.local.cloud import LocalCloud
+    from imgpipe.local.metrics import datapoints, emf_blobs, summarise
     from imgpipe.local.report import ReportEntry, write_report
     from imgpipe.local.samples import samples
 
@@ -138,12 +140,26 @@ def demo(out_dir: Path) -> int:
         outcome, detail, _ = _outcome_row(record)
         table.add_row(f"{deleted.key}\n[dim]source deleted afterwards", outcome, "-", detail, "")
         workers = _worker_table(cloud)
+        figures = summarise(
+            datapoints(b for i in cloud.functions.invocations for b in emf_blobs(i.logs))
+        )
     console.print(table)
     console.print(workers)
-    report = write_report(out_dir / "report.html", entries)
+    console.print(_metrics_table(figures))
+    report = write_report(out_dir / "report.html", entries, metrics=figures)
     console.print(f"renditions and manifests: [bold]{out_dir}[/bold]")
     console.print(f"report: [bold]{report}[/bold]")
     return 1 if failures else 0
+
+
+def _metrics_table(figures: dict[str, tuple[float, str]]) -> Table:
+    table = Table(title="CloudWatch metrics of this run (from the functions' EMF output)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for name, (value, unit) in figures.items():
+        table.add_row(escape(name), f"{value:,.2f}".rstrip("0").rstrip("."), unit)
+    return table
 
 
 def _worker_table(cloud: LocalCloud) -> Table:

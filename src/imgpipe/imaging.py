@@ -28,6 +28,7 @@ import logging
 import re
 import struct
 import warnings
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -127,8 +128,16 @@ class _Decoded:
     to_srgb: Callable[[Image.Image], Image.Image]
 
 
+def _no_span(name: str) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
 def render(
-    data: bytes, settings: RenderSettings, *, source_format: str | None = None
+    data: bytes,
+    settings: RenderSettings,
+    *,
+    source_format: str | None = None,
+    span: Callable[[str], AbstractContextManager[None]] = _no_span,
 ) -> tuple[ImageFacts, list[RenderedImage]]:
     """Decode `data` once and encode one rendition per `settings.renditions` entry.
 
@@ -137,6 +146,9 @@ def render(
 
     Raises `UnsupportedFormat`, `TooManyPixels` or `CorruptImage` for bad input. Any
     other exception is a bug or a misconfiguration (e.g. an unknown output format).
+
+    `span(name)` wraps the "decode", "resize" and "encode" stages; callers use it for
+    timings and trace subsegments without this module knowing about either.
     """
     for spec in settings.renditions:
         _check_spec(spec)
@@ -151,13 +163,14 @@ def render(
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         Image.MAX_IMAGE_PIXELS = settings.max_pixels
         try:
-            facts, decoded = _decode(data, settings, formats)
+            with span("decode"):
+                facts, decoded = _decode(data, settings, formats)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             msg = f"image is larger than the pixel budget: {exc}"
             raise TooManyPixels(msg) from exc
         finally:
             Image.MAX_IMAGE_PIXELS = pillow_limit
-    return facts, _derive(decoded, facts, settings)
+    return facts, _derive(decoded, facts, settings, span)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -506,24 +519,34 @@ def _icc_converter(mode: str, icc: bytes | None) -> Callable[[Image.Image], Imag
 # ------------------------------------------------------------------------ renditions
 
 
-def _derive(decoded: _Decoded, facts: ImageFacts, settings: RenderSettings) -> list[RenderedImage]:
+def _derive(
+    decoded: _Decoded,
+    facts: ImageFacts,
+    settings: RenderSettings,
+    span: Callable[[str], AbstractContextManager[None]],
+) -> list[RenderedImage]:
     plans = _plan(facts.width, facts.height, facts.orientation, settings)
-    resized = _resize_all(decoded, {stored for _, _, stored in plans})
-    srgb = {
-        size: decoded.to_srgb(
-            image.convert(_STRAIGHT[image.mode]) if image.mode in _STRAIGHT else image
-        )
-        for size, image in resized.items()
-    }
     method = _TRANSPOSE.get(facts.orientation)
-    results = []
-    for spec, out, stored in plans:
-        image = _finish(srgb[stored], spec, settings)
-        if method is not None:
-            image = image.transpose(method)
-        assert image.size == out
-        results.append(RenderedImage(spec, _encode(image, spec, settings), *out))
-    return results
+    with span("resize"):
+        resized = _resize_all(decoded, {stored for _, _, stored in plans})
+        srgb = {
+            size: decoded.to_srgb(
+                image.convert(_STRAIGHT[image.mode]) if image.mode in _STRAIGHT else image
+            )
+            for size, image in resized.items()
+        }
+        finished = []
+        for spec, out, stored in plans:
+            image = _finish(srgb[stored], spec, settings)
+            if method is not None:
+                image = image.transpose(method)
+            assert image.size == out
+            finished.append((spec, image, out))
+    with span("encode"):
+        return [
+            RenderedImage(spec, _encode(image, spec, settings), *out)
+            for spec, image, out in finished
+        ]
 
 
 def _resize_all(

@@ -6,13 +6,17 @@ step.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+if TYPE_CHECKING:
+    from imgpipe.stages.resize import ResizeResult
 
 from imgpipe.errors import ImageRejected
 
@@ -52,15 +56,37 @@ def count_outcome(metrics: Metrics, status: str, reason: Mapping[str, str] | Non
 
 
 def _reasoned_metric(metrics: Metrics, name: str, code: str) -> None:
-    # A dimension added to the shared Metrics object would apply to every metric of
-    # the invocation; a single-metric blob keeps `reason` on this one only.
+    dimensioned_metric(metrics, name, MetricUnit.Count, 1, "reason", code)
+
+
+def dimensioned_metric(
+    metrics: Metrics, name: str, unit: MetricUnit, value: float, dimension: str, label: str
+) -> None:
+    """A metric with one extra dimension, published on its own.
+
+    A dimension added to the shared Metrics object would apply to every metric of the
+    invocation; a single-metric blob keeps it on this one only.
+    """
     provider = metrics.provider
-    with single_metric(
-        name=name, unit=MetricUnit.Count, value=1, namespace=provider.namespace
-    ) as metric:
+    with single_metric(name=name, unit=unit, value=value, namespace=provider.namespace) as metric:
         if provider.service:
             metric.add_dimension(name="service", value=str(provider.service))
-        metric.add_dimension(name="reason", value=code)
+        metric.add_dimension(name=dimension, value=label)
+
+
+class StageTimer:
+    """Times named stages and wraps each in an X-Ray subsegment (`## decode`, ...)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+        self.durations_ms: dict[str, float] = {}
+
+    @contextmanager
+    def span(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        with self._tracer.provider.in_subsegment(f"## {name}"):
+            yield
+        self.durations_ms[name] = (time.perf_counter() - started) * 1000
 
 
 @contextmanager
@@ -82,3 +108,33 @@ def report_errors(metrics: Metrics, logger: Logger) -> Iterator[None]:
     except Exception as error:
         logger.exception("step failed", extra={"error": type(error).__name__})
         raise
+
+
+_STAGE_METRICS = {
+    "download": "DownloadDuration",
+    "decode": "DecodeDuration",
+    "resize": "ResizeDuration",
+    "encode": "EncodeDuration",
+    "upload": "UploadDuration",
+}
+
+
+def record_rendering(
+    metrics: Metrics, result: ResizeResult, durations_ms: Mapping[str, float]
+) -> None:
+    """What a rendered upload cost: bytes, megapixels, stage durations, renditions."""
+    metrics.add_metric(name="SourceBytes", unit=MetricUnit.Bytes, value=result.bytes_in)
+    metrics.add_metric(name="OutputBytes", unit=MetricUnit.Bytes, value=result.bytes_out)
+    if result.image is not None:
+        megapixels = result.image.width * result.image.height / 1_000_000
+        metrics.add_metric(name="SourceMegapixels", unit=MetricUnit.NoUnit, value=megapixels)
+    for stage, name in _STAGE_METRICS.items():
+        if stage in durations_ms:
+            metrics.add_metric(
+                name=name, unit=MetricUnit.Milliseconds, value=round(durations_ms[stage], 2)
+            )
+    per_format: dict[str, int] = {}
+    for rendition in result.renditions:
+        per_format[rendition.format] = per_format.get(rendition.format, 0) + 1
+    for fmt, count in sorted(per_format.items()):
+        dimensioned_metric(metrics, "RenditionsWritten", MetricUnit.Count, count, "format", fmt)

@@ -439,6 +439,11 @@ class LocalCloud:
             host = self.endpoint_url or f"https://sqs.{REGION}.amazonaws.com"
             resolver.physical[logical] = f"{host}/{ACCOUNT}/{name}"
             resolver.attributes[(logical, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+        for logical in self.template.resources("AWS::SNS::Topic"):
+            arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{self._physical_name(logical)}"
+            resolver.physical[logical] = arn
+            resolver.attributes[(logical, "TopicArn")] = arn
+            resolver.attributes[(logical, "TopicName")] = self._physical_name(logical)
         for logical in self.template.resources("AWS::DynamoDB::Table"):
             name = self._physical_name(logical)
             resolver.physical[logical] = name
@@ -484,7 +489,18 @@ class LocalCloud:
             self._deploy_layer(logical)
         for logical, spec in self.template.functions().items():
             self._deploy_function(logical, spec)
+        for logical, resource in self.template.resources("AWS::SNS::Topic").items():
+            self._deploy_topic(logical, resource.get("Properties", {}))
         self._deploy_state_machine()
+        for logical, resource in self.template.resources("AWS::CloudWatch::Alarm").items():
+            self._deploy_alarm(logical, resource.get("Properties", {}))
+        for logical, resource in self.template.resources("AWS::CloudWatch::Dashboard").items():
+            props = resolver.resolve(resource["Properties"])
+            name = props.get("DashboardName", self._physical_name(logical))
+            self.client("cloudwatch").put_dashboard(
+                DashboardName=name, DashboardBody=props["DashboardBody"]
+            )
+            self._record(logical, "AWS::CloudWatch::Dashboard", name)
         for logical, resource in self.template.resources("AWS::S3::BucketPolicy").items():
             # Resolved (so a broken reference fails here) but not installed: moto
             # ignores policy conditions, so the template's "deny unless TLS" statement
@@ -584,6 +600,46 @@ class LocalCloud:
             )
         self._record(logical, "AWS::DynamoDB::Table", name)
 
+    def _deploy_topic(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.template.resolver.resolve(raw)
+        sns = self.client("sns")
+        attributes = {}
+        if "KmsMasterKeyId" in props:
+            attributes["KmsMasterKeyId"] = str(props["KmsMasterKeyId"])
+        arn = sns.create_topic(Name=self._physical_name(logical), Attributes=attributes)["TopicArn"]
+        for subscription in props.get("Subscription", []):
+            sns.subscribe(
+                TopicArn=arn,
+                Protocol=subscription["Protocol"],
+                Endpoint=subscription["Endpoint"],
+            )
+        self._record(logical, "AWS::SNS::Topic", arn)
+
+    _ALARM_FIELDS = (
+        "AlarmName", "AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions",
+        "InsufficientDataActions", "MetricName", "Namespace", "Statistic",
+        "ExtendedStatistic", "Dimensions", "Period", "Unit", "EvaluationPeriods",
+        "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData",
+        "Metrics", "ThresholdMetricId",
+    )  # fmt: skip
+
+    def _deploy_alarm(self, logical: str, raw: dict[str, Any]) -> None:
+        props = self.template.resolver.resolve(raw)
+        # CloudFormation's property names are the API's, but numbers arrive as strings.
+        alarm = {k: v for k, v in props.items() if k in self._ALARM_FIELDS}
+        alarm.setdefault("AlarmName", self._physical_name(logical))
+        for number in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+            if number in alarm:
+                alarm[number] = int(alarm[number])
+        if "Threshold" in alarm:
+            alarm["Threshold"] = float(alarm["Threshold"])
+        for query in alarm.get("Metrics", []):
+            stat = query.get("MetricStat")
+            if stat and "Period" in stat:
+                stat["Period"] = int(stat["Period"])
+        self.client("cloudwatch").put_metric_alarm(**alarm)
+        self._record(logical, "AWS::CloudWatch::Alarm", alarm["AlarmName"])
+
     def _deploy_layer(self, logical: str) -> None:
         # The code of a local layer is assembled on disk by `workers.assemble_layers`;
         # moto only needs a version to attach.
@@ -676,12 +732,31 @@ class LocalCloud:
             STATE_MACHINE, "states.amazonaws.com", self._inline_policies(props.get("Policies", []))
         )
         tracing = resolver.resolve(props.get("Tracing", {}))
+        extra: dict[str, Any] = {}
+        logging_config = resolver.resolve(props.get("Logging"))
+        if logging_config:
+            extra["loggingConfiguration"] = {
+                "level": logging_config.get("Level", "OFF"),
+                "includeExecutionData": str(
+                    logging_config.get("IncludeExecutionData", False)
+                ).lower()
+                == "true",
+                "destinations": [
+                    {
+                        "cloudWatchLogsLogGroup": {
+                            "logGroupArn": d["CloudWatchLogsLogGroup"]["LogGroupArn"]
+                        }
+                    }
+                    for d in logging_config.get("Destinations", [])
+                ],
+            }
         self.state_machine_arn = self.sfn.create_state_machine(
             name=self._physical_name(STATE_MACHINE),
             definition=definition,
             roleArn=role,
             type=str(resolver.resolve(props.get("Type", "STANDARD"))),
             tracingConfiguration={"enabled": bool(tracing.get("Enabled", False))},
+            **extra,
         )["stateMachineArn"]
         self._record(STATE_MACHINE, "AWS::Serverless::StateMachine", self.state_machine_arn)
 

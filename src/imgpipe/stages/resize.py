@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,13 +64,16 @@ def render_upload(
     config: ResizeConfig,
     claims: ClaimTable | None = None,
     execution: str = "",
+    span: Callable[[str], AbstractContextManager[None]] = lambda name: nullcontext(),
 ) -> ResizeResult:
+    """Download, render and upload; `span(name)` wraps download/decode/resize/encode/upload."""
     refuse_recursion(source, config)
     if image is not None:
         # The same budgets as validate, on the facts validate read from the header:
         # Pillow's frame count would decode every frame of an animation to find out.
         check_budgets(image, config.limits)
-    data = store.read(source.bucket, source.key, source.version_id, source.etag)
+    with span("download"):
+        data = store.read(source.bucket, source.key, source.version_id, source.etag)
     if data is None:
         return ResizeResult(
             "skipped",
@@ -82,7 +87,10 @@ def render_upload(
         raise ObjectTooLarge(msg)
 
     facts, rendered = render(
-        data, config.render, source_format=image.format if image is not None else None
+        data,
+        config.render,
+        source_format=image.format if image is not None else None,
+        span=span,
     )
     if claims is not None and not claims.holds(_identity(source), execution):
         return ResizeResult(
@@ -93,26 +101,27 @@ def render_upload(
     # failure leaves nothing behind; an upload failure is retried as a whole step
     # and the same keys are overwritten with the same bytes.
     records = []
-    for item in rendered:
-        key = rendition_key(config.output.prefix, source.key, item.spec.filename)
-        store.write(
-            config.output.bucket,
-            key,
-            item.data,
-            content_type=item.spec.content_type,
-            cache_control=config.cache_control,
-        )
-        records.append(
-            RenditionRecord(
-                name=item.spec.name,
-                format=item.spec.format,
-                key=key,
-                width=item.width,
-                height=item.height,
-                bytes=len(item.data),
+    with span("upload"):
+        for item in rendered:
+            key = rendition_key(config.output.prefix, source.key, item.spec.filename)
+            store.write(
+                config.output.bucket,
+                key,
+                item.data,
                 content_type=item.spec.content_type,
+                cache_control=config.cache_control,
             )
-        )
+            records.append(
+                RenditionRecord(
+                    name=item.spec.name,
+                    format=item.spec.format,
+                    key=key,
+                    width=item.width,
+                    height=item.height,
+                    bytes=len(item.data),
+                    content_type=item.spec.content_type,
+                )
+            )
     return ResizeResult(
         "rendered",
         renditions=tuple(records),
