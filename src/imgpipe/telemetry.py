@@ -6,6 +6,7 @@ step.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,9 @@ from imgpipe.errors import ImageRejected
 # A rejected or skipped invocation publishes its one metric as a single-metric blob,
 # leaving the shared set empty on purpose; Powertools would warn about that each time.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+# The tracer logs every handler exception again, as plain text without the correlation
+# keys; `report_errors` has already logged it once, as JSON with them.
+logging.getLogger("aws_lambda_powertools.tracing.tracer").setLevel(logging.CRITICAL)
 
 
 def correlate(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from moto import mock_aws
 from PIL import Image
 
 from imgpipe.errors import UnsupportedFormat
+from imgpipe.local.runner import reset_powertools_logger
 
 ROOT = Path(__file__).resolve().parents[2]
 IN, OUT, TABLE = "uploads-in", "renditions-out", "imgpipe-state"
@@ -55,7 +55,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def load(name: str) -> ModuleType:
     """A cold start: the handler module imported afresh with the current environment."""
-    _forget_powertools_logger()
+    reset_powertools_logger("imgpipe")
     spec = importlib.util.spec_from_file_location(
         f"handler_{name}", ROOT / "functions" / name / "app.py"
     )
@@ -64,22 +64,6 @@ def load(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _forget_powertools_logger() -> None:
-    # Powertools configures the `imgpipe` logger once per process and binds its stream
-    # then; a real cold start has a fresh process, so start from an unconfigured logger.
-    shared = logging.getLogger("imgpipe")
-    for handler in list(shared.handlers):
-        shared.removeHandler(handler)
-    for attribute in (
-        "init",
-        "powertools_handler",
-        "powertools_buffer_config",
-        "powertools_buffer_cache",
-    ):
-        if hasattr(shared, attribute):
-            delattr(shared, attribute)
 
 
 def emf(output: str) -> list[dict[str, Any]]:

@@ -142,6 +142,9 @@ def test_fixed_logical_ids_have_their_types(sam: dict[str, Any]) -> None:
         "PillowLayer": "AWS::Serverless::LayerVersion",
         "CoreLayer": "AWS::Serverless::LayerVersion",
         "ImagePipeline": "AWS::Serverless::StateMachine",
+        "StateMachineLogGroup": "AWS::Logs::LogGroup",
+        "AlarmTopic": "AWS::SNS::Topic",
+        "Dashboard": "AWS::CloudWatch::Dashboard",
     }
     assert {k: sam["Resources"][k]["Type"] for k in expected} == expected
     # and no other function or table hides next to them
@@ -359,6 +362,42 @@ def test_every_function_refuses_to_start_without_the_state_table(
         ("AllowedFormats", ["JPEG", "PNG,GIF"], ["jpeg", "BMP", ""]),
         ("BackgroundColor", ["#000000", "#A0b1C2"], ["ffffff", "#fff", "red"]),
         ("MetricsNamespace", ["Imgpipe", "Team/Imgpipe"], ["AWS/Lambda", ""]),
+        (
+            "AlarmTopicArn",
+            [
+                "",
+                "arn:aws:sns:eu-west-1:111122223333:on-call",
+                "arn:aws-cn:sns:cn-north-1:111122223333:x",
+            ],
+            [
+                "on-call",
+                "arn:aws:sns:eu-west-1:111122223333:on-call.fifo",
+                "arn:aws:sqs:eu-west-1:1:x",
+            ],
+        ),
+        (
+            "AlarmEmail",
+            ["", "ops@example.com", "a.b+imgpipe@ops.example.org"],
+            ["ops", "a b@x.io", "a@b"],
+        ),
+        (
+            "AlarmTopicKmsKeyId",
+            [
+                "",
+                "alias/imgpipe-alarms",
+                "1234abcd-12ab-34cd-56ef-1234567890ab",
+                "mrk-1234abcd12ab34cd56ef1234567890ab",
+                "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "arn:aws:kms:eu-west-1:111122223333:alias/imgpipe-alarms",
+            ],
+            # CloudWatch cannot publish to a topic under the AWS managed key
+            [
+                "alias/aws/sns",
+                "arn:aws:kms:eu-west-1:111122223333:alias/aws/sns",
+                "key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "sns",
+            ],
+        ),
     ],
 )
 def test_parameter_patterns_accept_sane_values_and_refuse_bad_ones(
@@ -709,16 +748,44 @@ LAMBDA_INVOKE_ARN = (
 )
 
 
-def test_state_machine_may_invoke_exactly_the_four_functions(cfn: dict[str, Any]) -> None:
+# What the Step Functions developer guide lists for logging to CloudWatch Logs: delivery
+# APIs without resource-level permissions. Nothing that reads logs or writes log events.
+LOG_DELIVERY_ACTIONS = [
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+]
+
+
+def test_state_machine_may_invoke_the_four_functions_and_deliver_its_logs_only(
+    cfn: dict[str, Any],
+) -> None:
     role = cfn["Resources"]["ImagePipeline"]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     invoked = set()
+    others = []
     for statement in role_statements(cfn, role):
         assert statement["Effect"] == "Allow"
-        assert statement["Action"] == ["lambda:InvokeFunction"]
+        if statement["Action"] != ["lambda:InvokeFunction"]:
+            others.append(statement)
+            continue
         template, variables = statement["Resource"]["Fn::Sub"]
         assert template == LAMBDA_INVOKE_ARN
         invoked.add(variables["functionName"]["Ref"])
     assert invoked == set(FUNCTIONS)
+    # The only other statement: CloudWatch Logs delivery for the execution log.
+    assert others == [
+        {
+            "Sid": "DeliverExecutionLogs",
+            "Effect": "Allow",
+            "Action": LOG_DELIVERY_ACTIONS,
+            "Resource": "*",
+        }
+    ]
     # Tracing is the only managed policy: X-Ray segments, no other service.
     assert managed(cfn, role) == {"arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"}
 
@@ -846,7 +913,198 @@ def test_each_function_logs_to_its_own_retained_log_group(cfn: dict[str, Any]) -
         }
         used.append(ref)
     assert len(set(used)) == len(FUNCTIONS) == 4
-    assert set(groups) == set(used)
+    # plus the state machine's execution log, and nothing else
+    assert set(groups) == {*used, "StateMachineLogGroup"}
+
+
+def test_state_machine_logs_to_its_own_vended_log_group_at_the_chosen_level(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    group = cfn["Resources"]["StateMachineLogGroup"]
+    assert group["Properties"] == {
+        # /aws/vendedlogs/ keeps the account's CloudWatch Logs resource policy small
+        "LogGroupName": {"Fn::Sub": "/aws/vendedlogs/states/${AWS::StackName}-pipeline"},
+        "RetentionInDays": {"Ref": "LogRetentionDays"},
+    }
+    assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Delete"
+    logging = cfn["Resources"]["ImagePipeline"]["Properties"]["LoggingConfiguration"]
+    assert logging["Level"] == {"Ref": "StateMachineLogLevel"}
+    # Step Functions wants the log group ARN ending in ":*", which is what Arn returns
+    assert logging["Destinations"] == [
+        {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}}}
+    ]
+    level = sam["Parameters"]["StateMachineLogLevel"]
+    assert level["Default"] == "ERROR"
+    assert level["AllowedValues"] == ["ALL", "ERROR", "FATAL", "OFF"]
+    data = sam["Parameters"]["StateMachineIncludeExecutionData"]
+    assert data["Default"] == "false"
+    assert data["AllowedValues"] == ["true", "false"]
+    # the operator is told what "true" puts in the log
+    assert "input" in data["Description"]
+    assert "output" in data["Description"]
+    assert "never image bytes" in data["Description"]
+    # IncludeExecutionData is a real boolean for either parameter value, false by default
+    for value, expected in (("false", False), ("true", True)):
+        params = {**defaults(sam), "StateMachineIncludeExecutionData": value}
+        resolved = resolve(logging["IncludeExecutionData"], params, sam["Conditions"], {})
+        assert resolved is expected, value
+
+
+def alarm_topic(sam: dict[str, Any], **overrides: str) -> dict[str, Any] | None:
+    """The AlarmTopic resource's properties as deployed with these parameters (None: absent)."""
+    params = {**defaults(sam), **overrides}
+    resource = sam["Resources"]["AlarmTopic"]
+    if not resolve({"Condition": resource["Condition"]}, params, sam["Conditions"], {}):
+        return None
+    refs = {"AWS::StackName": "imgpipe"}
+    props: dict[str, Any] = resolve(resource["Properties"], params, sam["Conditions"], refs)
+    return props
+
+
+def test_alarm_topic_is_created_unless_one_is_given_and_subscribes_the_email(
+    sam: dict[str, Any],
+) -> None:
+    for name in ("AlarmTopicArn", "AlarmEmail", "AlarmTopicKmsKeyId"):
+        assert sam["Parameters"][name]["Default"] == ""
+    # By default: a topic of the stack's own, nobody subscribed, no key
+    assert alarm_topic(sam) == {"TopicName": "imgpipe-alarms", "DisplayName": "imgpipe alarms"}
+    # An e-mail address becomes the topic's (only) subscription
+    topic = alarm_topic(sam, AlarmEmail="ops@example.com")
+    assert topic is not None
+    assert topic["Subscription"] == [{"Protocol": "email", "Endpoint": "ops@example.com"}]
+    # A customer managed key encrypts it
+    topic = alarm_topic(sam, AlarmTopicKmsKeyId="alias/imgpipe-alarms")
+    assert topic is not None
+    assert topic["KmsMasterKeyId"] == "alias/imgpipe-alarms"
+    # A topic of one's own replaces it (and the e-mail is the owner's business then)
+    given = "arn:aws:sns:eu-west-1:111122223333:on-call"
+    assert alarm_topic(sam, AlarmTopicArn=given, AlarmEmail="ops@example.com") is None
+
+
+def test_alarm_topic_never_uses_the_aws_managed_key(sam: dict[str, Any]) -> None:
+    # CloudWatch cannot publish to a topic encrypted with alias/aws/sns (the AWS managed
+    # key's policy cannot grant cloudwatch.amazonaws.com the key): alarms would notify
+    # nobody. Only a customer managed key from the parameter, or none.
+    props = sam["Resources"]["AlarmTopic"]["Properties"]
+    assert props["KmsMasterKeyId"] == {
+        "Fn::If": ["EncryptAlarmTopic", {"Ref": "AlarmTopicKmsKeyId"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert "alias/aws/sns" not in json.dumps(sam["Resources"])
+
+
+TOPIC = {"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
+TIMEOUTS = {
+    "ValidateFunction": "ValidateTimeout",
+    "ResizeFunction": "ResizeTimeout",
+    "StoreFunction": "StoreTimeout",
+    # forget runs with store's sizing
+    "ForgetFunction": "StoreTimeout",
+}
+
+
+def alarm_metrics(props: dict[str, Any]) -> list[tuple[str, str, str, Any]]:
+    """(namespace, metric, dimension name, dimension value) of each metric an alarm reads."""
+    stats = (
+        [q["MetricStat"] for q in props["Metrics"] if "MetricStat" in q]
+        if "Metrics" in props
+        else [{"Metric": props}]
+    )
+    found = []
+    for stat in stats:
+        metric = stat["Metric"]
+        (dimension,) = metric["Dimensions"]
+        found.append(
+            (metric["Namespace"], metric["MetricName"], dimension["Name"], dimension["Value"])
+        )
+    return found
+
+
+def test_alarms_watch_failures_dead_letters_throttles_and_timeouts_not_rejections(
+    cfn: dict[str, Any],
+) -> None:
+    alarms = resources(cfn, "AWS::CloudWatch::Alarm")
+    watched = {
+        logical: metric
+        for logical, props in alarms.items()
+        for metric in alarm_metrics(props["Properties"])
+    }
+    expected = {
+        "ExecutionsFailedAlarm": (
+            "AWS/States",
+            "ExecutionsFailed",
+            "StateMachineArn",
+            {"Ref": "ImagePipeline"},
+        ),
+        "DeadLettersAlarm": (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "QueueName",
+            {"Fn::GetAtt": ["TriggerDeadLetterQueue", "QueueName"]},
+        ),
+    }
+    for function in FUNCTIONS:
+        name = function.removesuffix("Function")
+        ref = {"Ref": function}
+        expected[f"{name}ThrottlesAlarm"] = ("AWS/Lambda", "Throttles", "FunctionName", ref)
+        expected[f"{name}NearTimeoutAlarm"] = ("AWS/Lambda", "Duration", "FunctionName", ref)
+    assert watched == expected
+    assert len(alarms) == len(expected) == 10
+    # A rejection is a Lambda error by design (the handler raises; the ASL catches it):
+    # alarming on Errors would page for every bad upload.
+    assert not [m for m in watched.values() if m[1] == "Errors"]
+
+
+def test_every_alarm_is_named_for_the_stack_and_notifies_the_topic(cfn: dict[str, Any]) -> None:
+    names = set()
+    for logical, alarm in resources(cfn, "AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        name = props["AlarmName"]["Fn::Sub"]
+        assert name.startswith("${AWS::StackName}-"), logical
+        names.add(name)
+        assert props["AlarmActions"] == [TOPIC], logical
+        assert props["OKActions"] == [TOPIC], logical
+        assert props["TreatMissingData"] == "notBreaching", logical
+        assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", logical
+        assert props["AlarmDescription"], logical
+    assert len(names) == 10
+
+
+def test_count_alarms_fire_on_the_first_event_in_five_minutes(cfn: dict[str, Any]) -> None:
+    alarms = resources(cfn, "AWS::CloudWatch::Alarm")
+    counting = [k for k in alarms if k.endswith(("ThrottlesAlarm", "FailedAlarm", "LettersAlarm"))]
+    assert len(counting) == 6
+    for logical in counting:
+        props = alarms[logical]["Properties"]
+        statistic = "Maximum" if logical == "DeadLettersAlarm" else "Sum"
+        assert (props["Statistic"], props["Period"], props["EvaluationPeriods"]) == (
+            statistic,
+            300,
+            1,
+        ), logical
+        assert props["Threshold"] == 1, logical
+
+
+def test_near_timeout_alarms_compare_p99_duration_with_80_percent_of_each_timeout(
+    sam: dict[str, Any], cfn: dict[str, Any]
+) -> None:
+    alarms = resources(cfn, "AWS::CloudWatch::Alarm")
+    for function, timeout in TIMEOUTS.items():
+        props = alarms[f"{function.removesuffix('Function')}NearTimeoutAlarm"]["Properties"]
+        duration, share = props["Metrics"]
+        assert duration["Id"] == "duration"
+        assert duration["ReturnData"] is False
+        assert duration["MetricStat"]["Stat"] == "p99"
+        assert duration["MetricStat"]["Period"] == 300
+        # CloudFormation cannot multiply: the expression divides by the timeout in ms
+        assert share["ReturnData"] is True
+        assert share["Expression"] == {"Fn::Sub": f"duration / (${{{timeout}}} * 1000)"}
+        assert props["Threshold"] == 0.8
+        assert (props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (3, 2)
+        # With the defaults it is metric math over numbers: p99 (ms) / (timeout s * 1000)
+        expression = resolve(share["Expression"], defaults(sam), sam["Conditions"], {})
+        match = re.fullmatch(r"duration / \((\d+) \* 1000\)", expression)
+        assert match, expression
+        assert int(match.group(1)) == int(defaults(sam)[timeout])
 
 
 def test_outputs_name_buckets_state_machine_and_dead_letter_queue(sam: dict[str, Any]) -> None:
@@ -856,6 +1114,14 @@ def test_outputs_name_buckets_state_machine_and_dead_letter_queue(sam: dict[str,
         "OutputBucketName": {"Ref": "OutputBucket"},
         "StateMachineArn": {"Ref": "ImagePipeline"},
         "DeadLetterQueueUrl": {"Ref": "TriggerDeadLetterQueue"},
+        "DashboardUrl": {
+            "Fn::Sub": "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home"
+            "?region=${AWS::Region}#dashboards/dashboard/${Dashboard}"
+        },
+        "AlarmNotificationTopicArn": {
+            "Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]
+        },
+        "StateMachineLogGroupName": {"Ref": "StateMachineLogGroup"},
     }
 
 

@@ -439,11 +439,20 @@ class LocalCloud:
             host = self.endpoint_url or f"https://sqs.{REGION}.amazonaws.com"
             resolver.physical[logical] = f"{host}/{ACCOUNT}/{name}"
             resolver.attributes[(logical, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+            resolver.attributes[(logical, "QueueName")] = name
+            resolver.attributes[(logical, "QueueUrl")] = resolver.physical[logical]
         for logical in self.template.resources("AWS::SNS::Topic"):
             arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{self._physical_name(logical)}"
             resolver.physical[logical] = arn
             resolver.attributes[(logical, "TopicArn")] = arn
             resolver.attributes[(logical, "TopicName")] = self._physical_name(logical)
+        for logical, resource in self.template.resources("AWS::CloudWatch::Alarm").items():
+            raw_name = resource.get("Properties", {}).get("AlarmName")
+            name = str(resolver.resolve(raw_name)) if raw_name else self._physical_name(logical)
+            resolver.physical[logical] = name
+            resolver.attributes[(logical, "Arn")] = (
+                f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"
+            )
         for logical in self.template.resources("AWS::DynamoDB::Table"):
             name = self._physical_name(logical)
             resolver.physical[logical] = name
@@ -627,7 +636,7 @@ class LocalCloud:
         props = self.template.resolver.resolve(raw)
         # CloudFormation's property names are the API's, but numbers arrive as strings.
         alarm = {k: v for k, v in props.items() if k in self._ALARM_FIELDS}
-        alarm.setdefault("AlarmName", self._physical_name(logical))
+        alarm.setdefault("AlarmName", self.template.resolver.physical[logical])
         for number in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
             if number in alarm:
                 alarm[number] = int(alarm[number])

@@ -31,6 +31,20 @@ from typing import Any, TextIO
 from imgpipe.local.template import FunctionSpec
 
 
+def lambda_environment(spec: FunctionSpec, name: str, region: str) -> dict[str, str]:
+    """The variables the Lambda service sets for every function."""
+    return {
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+    }
+
+
 @dataclass
 class LocalContext:
     """The attributes of Lambda's context object that handlers and Powertools read."""
@@ -125,14 +139,7 @@ class LocalFunctions:
 
     def _function_environment(self, logical: str) -> dict[str, str]:
         spec = self._specs[logical]
-        env = {
-            "AWS_REGION": self._region,
-            "AWS_DEFAULT_REGION": self._region,
-            "AWS_LAMBDA_FUNCTION_NAME": self._names[logical],
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
-        }
+        env = lambda_environment(spec, self._names[logical], self._region)
         env.update(self._base_env)
         env.update(spec.environment)
         return env
@@ -168,9 +175,8 @@ class LocalFunctions:
         if not self._modules:
             # Functions in this process then share one handler bound to the router; each
             # invocation clears and sets its own keys (invocations are serialised).
-            _unbind_powertools_logger(
-                os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
-            )
+            reset_powertools_logger(os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined"))
+        _reset_cold_start_flags()
         import_spec.loader.exec_module(module)
         self._modules[logical] = module
         return module, (time.perf_counter() - started) * 1000
@@ -222,7 +228,7 @@ class LocalFunctions:
         return invocation
 
 
-def _unbind_powertools_logger(service: str) -> None:
+def reset_powertools_logger(service: str) -> None:
     """Make the next `Logger()` for `service` attach a fresh handler to the router.
 
     Powertools configures one `logging` logger per service name once per process and
@@ -241,6 +247,19 @@ def _unbind_powertools_logger(service: str) -> None:
     ):
         if hasattr(shared, attribute):
             delattr(shared, attribute)
+
+
+def _reset_cold_start_flags() -> None:
+    """Each function loaded here is a cold start, as a new Lambda process would be.
+
+    Powertools keeps "this is a cold start" in module globals, once per process; the
+    functions of the in-process runner share the process.
+    """
+    from aws_lambda_powertools.logging import logger as powertools_logger
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    cold_start.reset_cold_start_flag()
+    powertools_logger.is_cold_start = True
 
 
 _ROUTER: _StdoutRouter | None = None

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from imgpipe.local.runner import Invocation
+from imgpipe.local.runner import Invocation, lambda_environment
 from imgpipe.local.template import FunctionSpec, Template
 
 # What the Lambda Python runtime provides to every function (not shipped in layers).
@@ -140,22 +140,16 @@ class WorkerFunctions:
 
     def environment(self, logical: str) -> dict[str, str]:
         spec = self._specs[logical]
-        env = {
-            # What Lambda sets for every function...
-            "AWS_REGION": self._region,
-            "AWS_DEFAULT_REGION": self._region,
-            "AWS_LAMBDA_FUNCTION_NAME": self._names[logical],
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
-            "LANG": "en_US.UTF-8",
-            "TZ": ":UTC",
-            # ...and what makes its SDK talk to the emulator instead of AWS.
-            "AWS_ENDPOINT_URL": self._endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_SESSION_TOKEN": "local",
-        }
+        env = lambda_environment(spec, self._names[logical], self._region)
+        env.update(
+            {
+                # What makes its SDK talk to the emulator instead of AWS.
+                "AWS_ENDPOINT_URL": self._endpoint,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SESSION_TOKEN": "local",
+            }
+        )
         env.update(self._extra)
         env.update(spec.environment)
         return env
