@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageCms, ImageDraw, ImageOps, features
 
+from icc_profiles import linear_rgb_profile, naive_cmyk_profile
 from imgpipe.local.cloud import ExecutionRecord, LocalCloud
 
 pytestmark = pytest.mark.xdist_group("hostile")
@@ -469,79 +470,6 @@ def jpeg_bomb() -> bytes:
 
 
 # --- ICC profiles built byte by byte: a linear-light RGB and a naive CMYK --------------
-
-D50 = (0.9642, 1.0, 0.8249)
-SRGB_PRIMARIES = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
-
-
-def _s15f16(value: float) -> bytes:
-    return struct.pack(">i", round(value * 65536))
-
-
-def _xyz_tag(xyz: tuple[float, float, float]) -> bytes:
-    return b"XYZ \0\0\0\0" + b"".join(_s15f16(v) for v in xyz)
-
-
-def _desc_tag(text: str) -> bytes:
-    utf16 = text.encode("utf-16-be")
-    return b"mluc\0\0\0\0" + struct.pack(">II2s2sII", 1, 12, b"en", b"US", len(utf16), 28) + utf16
-
-
-def icc(device_class: bytes, space: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
-    table_end = 128 + 4 + 12 * len(tags)
-    table = body = b""
-    for signature, data in tags:
-        table += struct.pack(">4sII", signature, table_end + len(body), len(data))
-        body += data + b"\0" * (-len(data) % 4)
-    header = struct.pack(">I4sI4s4s4s12s4s", table_end + len(body), b"test", 0x04300000,
-                         device_class, space, b"XYZ ", bytes(12), b"acsp")  # fmt: skip
-    # platform, flags, device, attributes, intent; PCS illuminant; creator, id, reserved
-    header += bytes(28) + b"".join(_s15f16(v) for v in D50) + bytes(48)
-    assert len(header) == 128
-    return header + struct.pack(">I", len(tags)) + table + body
-
-
-def linear_rgb_profile() -> bytes:
-    """sRGB primaries with a gamma-1.0 curve: mid-grey 128 is sRGB ~188."""
-    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, 256) + b"\0\0"
-    return icc(
-        b"mntr",
-        b"RGB ",
-        [
-            (b"desc", _desc_tag("hostile linear RGB")),
-            (b"wtpt", _xyz_tag(D50)),
-            (b"rXYZ", _xyz_tag(SRGB_PRIMARIES[0])),
-            (b"gXYZ", _xyz_tag(SRGB_PRIMARIES[1])),
-            (b"bXYZ", _xyz_tag(SRGB_PRIMARIES[2])),
-            (b"rTRC", curve),
-            (b"gTRC", curve),
-            (b"bTRC", curve),
-        ],
-    )
-
-
-def naive_cmyk_profile() -> bytes:
-    """CMYK -> XYZ by a 2x2x2x2 table where each ink removes light linearly: pure inks
-    give the plain conversion's primaries, but 50 % K is linear 0.5 (sRGB ~188)."""
-    clut = b""
-    for c in (0, 1):
-        for m in (0, 1):
-            for y in (0, 1):
-                for k in (0, 1):
-                    light = ((1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k))
-                    xyz = [
-                        sum(SRGB_PRIMARIES[ch][i] * light[ch] for ch in range(3)) for i in range(3)
-                    ]
-                    clut += struct.pack(">3H", *(min(65535, round(v * 32768)) for v in xyz))
-    identity = b"".join(_s15f16(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
-    lut = b"mft2\0\0\0\0" + struct.pack(">BBBB", 4, 3, 2, 0) + identity + struct.pack(">HH", 2, 2)
-    lut += struct.pack(">2H", 0, 65535) * 4 + clut + struct.pack(">2H", 0, 65535) * 3
-    return icc(
-        b"prtr",
-        b"CMYK",
-        [(b"desc", _desc_tag("hostile naive CMYK")), (b"wtpt", _xyz_tag(D50)), (b"A2B0", lut)],
-    )
-
 
 # ============================================================ bad uploads: rejections
 
