@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock lint test demo up clean
+.PHONY: help install lock lint test demo up bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,8 +25,8 @@ lock: $(VENV)/.installed ## re-resolve requirements/dev.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements/dev.lock
 
 lint: install ## ruff, mypy and cfn-lint
-	$(BIN)/ruff check src functions tests layers
-	$(BIN)/ruff format --check src functions tests layers
+	$(BIN)/ruff check src functions tests layers benchmarks
+	$(BIN)/ruff format --check src functions tests layers benchmarks
 	$(BIN)/mypy
 	# Each handler is its own `app` module, so mypy checks them one at a time.
 	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
@@ -81,3 +81,15 @@ deploy: build check-layer ## sam deploy (guided when there is no samconfig.toml)
 	else \
 		$(SAM) deploy --guided $(SAM_DEPLOY_FLAGS); \
 	fi
+
+# ---------------------------------------------------------------- benchmark
+# pyvips + pyvips-binary (pinned in benchmarks/requirements.txt) are benchmark-only:
+# neither the functions nor the tests need them. BENCH_ARGS passes options through,
+# e.g. `make bench BENCH_ARGS="--quick"` or `BENCH_ARGS="--rounds 5 --images DIR"`.
+BENCH_ARGS ?=
+
+.PHONY: bench
+
+bench: install ## benchmark the imaging core vs the seed handler, libvips and the decode floor
+	$(BIN)/uv pip install --python $(BIN)/python -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -17,12 +17,16 @@ from imgpipe.specs import ImageFacts
 if TYPE_CHECKING:
     from imgpipe.config import Limits
 
-# Bytes per pixel of the decoded image, by the mode Pillow decodes into.
+# Bytes per pixel of the decoded image, by the mode Pillow decodes into. Pillow keeps
+# every multi-band mode in 4-byte pixels (RGB included).
 _BYTES_PER_PIXEL = {
-    "1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3,
-    "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4,
+    "1": 1, "L": 1, "P": 1, "LA": 4, "La": 4, "PA": 4, "RGB": 4, "YCbCr": 4, "LAB": 4,
+    "HSV": 4, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4,
     "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2,
 }  # fmt: skip
+# libwebp decodes into its own buffer before Pillow copies it (measured: ~16 bytes per
+# pixel at the peak for a 50 MP WebP, docs/performance.md).
+_DECODER_COPIES = {"WEBP": 2}
 # The decoded image, a converted or premultiplied copy, and the first resize pass
 # coexist at the peak.
 _WORKING_COPIES = 3
@@ -51,7 +55,7 @@ def decode_bytes(facts: ImageFacts, largest_rendition: int) -> int:
     per_pixel = _BYTES_PER_PIXEL.get(facts.mode, 4)
     if facts.bit_depth > 8 and facts.mode in ("RGB", "RGBA", "LA"):
         per_pixel *= 2
-    return width * height * per_pixel
+    return width * height * per_pixel * _DECODER_COPIES.get(facts.format, 1)
 
 
 def peak_memory_mb(facts: ImageFacts, largest_rendition: int) -> float:

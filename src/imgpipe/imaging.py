@@ -47,7 +47,7 @@ from imgpipe.specs import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from PIL.ImageCms import ImageCmsProfile
+    from PIL.ImageCms import ImageCmsProfile, ImageCmsTransform
     from PIL.ImageFile import ImageFile
 
 __all__ = ["render"]
@@ -91,8 +91,17 @@ _DRAFT_GAP = 2.0
 # At 3.0 Pillow documents the result as indistinguishable from a plain Lanczos.
 _REDUCING_GAP = 3.0
 # A smaller rendition is made from an already-resized larger one when that one is at
-# least this many times larger on both sides; otherwise from the decode itself.
+# least this many times larger on both sides; otherwise from the decode itself. Sides
+# are rounded to whole pixels, so twice a rounded side can exceed the rounded double by
+# one (24 MP 4000x6000: 1365x2048 and 683x1024); one pixel of slack keeps such a pair
+# chained instead of resizing the whole decode again. docs/performance.md.
 _CHAIN_GAP = 2.0
+_CHAIN_SLACK_PX = 1
+# An embedded profile whose transform to sRGB moves no probe colour by more than this
+# many levels is sRGB already, and its (per-output) transform is skipped: cameras and
+# editors embed the 3144-byte IEC 61966-2.1 profile, which littleCMS maps onto its own
+# sRGB within one level. docs/performance.md.
+_SRGB_TOLERANCE = 1
 # Progressive JPEG only pays off (smaller, and shows early on slow links) for outputs
 # bigger than a thumbnail; below this many pixels baseline is smaller. docs/imaging.md.
 _JPEG_PROGRESSIVE_MIN_PIXELS = 200_000
@@ -470,36 +479,30 @@ def _srgb_converter(mode: str, icc: bytes | None) -> Callable[[Image.Image], Ima
     plain_mode = "RGBA" if mode in _PREMULTIPLIED else "RGB"
 
     def plain(im: Image.Image) -> Image.Image:
-        return im.convert(plain_mode)
+        # The resized images are ours alone: one already in the output mode needs no copy.
+        return im if im.mode == plain_mode else im.convert(plain_mode)
 
     return plain
 
 
 def _icc_converter(mode: str, icc: bytes | None) -> Callable[[Image.Image], Image.Image] | None:
-    """A littleCMS transform to sRGB; None when the profile is unusable."""
+    """A littleCMS transform to sRGB; None when the profile is unusable or sRGB already."""
     # Imported here: only images that carry a profile pay for loading littleCMS.
     from PIL import ImageCms
 
     in_mode = "L" if mode == "LA" else mode
     out_mode = "RGBA" if mode == "RGBA" else "RGB"
-    try:
-        if icc is None:
-            source = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
-        else:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        transform = ImageCms.buildTransform(
-            source,
-            _srgb_profile(),
-            in_mode,
-            out_mode,
-            renderingIntent=ImageCms.Intent.PERCEPTUAL,
-        )
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+    transform = _icc_transform(in_mode, out_mode, icc)
+    if isinstance(transform, str):
         # A profile we cannot use is not worth rejecting a photo over: the pixels are
         # still shown, only possibly with slightly wrong colours.
         _LOG.warning(
-            "unusable ICC profile (%s, %s); converting without colour management", mode, exc
+            "unusable ICC profile (%s, %s); converting without colour management",
+            mode,
+            transform,
         )
+        return None
+    if in_mode in ("RGB", "RGBA") and icc is not None and _is_srgb_already(icc):
         return None
 
     def managed(im: Image.Image) -> Image.Image:
@@ -514,6 +517,57 @@ def _icc_converter(mode: str, icc: bytes | None) -> Callable[[Image.Image], Imag
         return converted
 
     return managed
+
+
+# Building a transform costs ~3-4 ms (37 ms for a 400 KB LUT profile); a warm function
+# sees the same few profiles (one per camera model) over and over. Keyed by the
+# profile's bytes; a handful of profiles is a few KB each.
+@functools.lru_cache(maxsize=16)
+def _icc_transform(in_mode: str, out_mode: str, icc: bytes | None) -> ImageCmsTransform | str:
+    """The transform from `icc` (LAB when None) to sRGB, or why there is none."""
+    from PIL import ImageCms
+
+    try:
+        if icc is None:
+            source = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
+        else:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.buildTransform(
+            source,
+            _srgb_profile(),
+            in_mode,
+            out_mode,
+            renderingIntent=ImageCms.Intent.PERCEPTUAL,
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        return str(exc) or type(exc).__name__
+
+
+@functools.cache
+def _srgb_probe() -> Image.Image:
+    """A 33-level RGB grid plus every level of grey, red, green and blue (36,961 colours)."""
+    levels = [min(255, 8 * i) for i in range(33)]
+    colours = [(r, g, b) for r in levels for g in levels for b in levels]
+    for v in range(256):
+        colours += [(v, v, v), (v, 0, 0), (0, v, 0), (0, 0, v)]
+    probe = Image.new("RGB", (len(colours), 1))
+    probe.putdata(colours)
+    return probe
+
+
+@functools.lru_cache(maxsize=16)
+def _is_srgb_already(icc: bytes) -> bool:
+    """Whether an RGB profile's transform to sRGB moves no probe colour noticeably."""
+    from PIL import ImageChops, ImageCms
+
+    transform = _icc_transform("RGB", "RGB", icc)
+    if isinstance(transform, str):
+        return False
+    probe = _srgb_probe()
+    converted = ImageCms.applyTransform(probe, transform)
+    assert converted is not None  # only None with inPlace=True
+    extrema = ImageChops.difference(converted, probe).getextrema()
+    return all(high <= _SRGB_TOLERANCE for _, high in extrema)  # type: ignore[misc]
 
 
 # ------------------------------------------------------------------------ renditions
@@ -557,7 +611,10 @@ def _resize_all(
     for size in sorted(sizes, key=lambda s: s[0] * s[1], reverse=True):
         source, box = decoded.image, decoded.box
         for candidate in sorted(made.values(), key=lambda im: im.width * im.height):
-            if candidate.width >= _CHAIN_GAP * size[0] and candidate.height >= _CHAIN_GAP * size[1]:
+            if (
+                candidate.width + _CHAIN_SLACK_PX >= _CHAIN_GAP * size[0]
+                and candidate.height + _CHAIN_SLACK_PX >= _CHAIN_GAP * size[1]
+            ):
                 source, box = candidate, (0.0, 0.0, float(candidate.width), float(candidate.height))
                 break
         made[size] = source.resize(

@@ -1,0 +1,1082 @@
+"""Benchmark the imaging core against the seed handler, libvips and the decode floor.
+
+    python -m benchmarks.run [--images PATH] [--rounds N] [--runs N] [--quick]
+
+Two phases, each candidate always in its own process (`benchmarks.worker`):
+
+1. Memory and quality: a fresh process per (candidate, image) runs it once and reports
+   its peak RSS; its outputs are scored against a careful reference resize
+   (`benchmarks.quality`).
+2. Time: one warm process per candidate; the orchestrator walks the images round after
+   round and asks each candidate in turn (the order rotates per image and per round, so
+   drift in the machine's load hits every candidate alike). Times are medians over the
+   rounds of CPU time (all threads); wall time is recorded too. The imgpipe processes
+   also time the decode floor after each run.
+
+Then the cold start of every handler (`benchmarks.coldstart`) and a cost estimate
+(`benchmarks.cost`).
+
+Results: `benchmarks/results/<timestamp>.json` (everything, machine-readable) and
+`benchmarks/results/latest.md` (the tables); the ratios are printed with rich.
+Method and findings: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from benchmarks import coldstart, cost
+from benchmarks.quality import Reference
+from benchmarks.worker import CANDIDATES, FLOORS, VIPS_CANDIDATES, WEBP_METHOD_ENV
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".avif"}
+PHOTO_MIN_MP = 4.0
+SYNTHETIC_NAME = "x50_synthetic_50MP.jpg"
+SYNTHETIC_SIZE = (8660, 5773)
+QUICK_PREFERRED = ("p13_canonG9_4MP_icc.jpg", "n03_rgba_bird.png")
+LAMBDA_MB = 1024
+# "Room to spare" in a 1024 MB function: the render's peak plus the handler's own
+# footprint at most this share of the memory size.
+MEMORY_HEADROOM_SHARE = 0.75
+
+console = Console()
+if not console.is_terminal:
+    # make and CI pipe the output: wide enough for the per-image tables.
+    console = Console(width=200)
+
+
+# ------------------------------------------------------------------------------ images
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    name: str
+    path: str
+    format: str
+    width: int
+    height: int
+    megapixels: float
+    bytes: int
+    orientation: int
+    icc: bool
+    alpha: bool
+    group: str  # "photo" (JPEG >= 4 MP), "synthetic" or "other"
+
+
+def describe(path: Path, *, synthetic: bool = False) -> ImageInfo | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            fmt = "JPEG" if im.format == "MPO" else str(im.format)
+            orientation = im.getexif().get(0x0112, 1) if fmt == "JPEG" else 1
+            info = ImageInfo(
+                name=path.name,
+                path=str(path),
+                format=fmt,
+                width=im.width,
+                height=im.height,
+                megapixels=im.width * im.height / 1e6,
+                bytes=path.stat().st_size,
+                orientation=int(orientation) if isinstance(orientation, int) else 1,
+                icc=bool(im.info.get("icc_profile")),
+                alpha=im.has_transparency_data,
+                group="other",
+            )
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    if synthetic:
+        group = "synthetic"
+    elif info.format == "JPEG" and info.megapixels >= PHOTO_MIN_MP:
+        group = "photo"
+    else:
+        group = "other"
+    return ImageInfo(**(asdict(info) | {"group": group}))
+
+
+def default_images_dir(repo: Path = REPO) -> Path:
+    return Path(repo).parent / "shared" / "corpus"
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def sample_images(cache: Path) -> list[Path]:
+    """The project's own samples (`imgpipe demo`'s uploads), written once to `cache`."""
+    from imgpipe.local.samples import samples
+
+    folder = cache / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for sample in samples():
+        path = folder / sample.key.replace("/", "_")
+        if not path.exists():
+            path.write_bytes(sample.data)
+        paths.append(path)
+    return paths
+
+
+def synthetic_50mp(cache: Path) -> Path:
+    """A 50 MP camera-like JPEG: smooth structure, sharp edges, texture and sensor noise."""
+    path = cache / SYNTHETIC_NAME
+    if path.exists():
+        return path
+    from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+    width, height = SYNTHETIC_SIZE
+    small = (width // 4, height // 4)
+    # Structure: a fractal at quarter size (edges and detail at every scale), coloured.
+    fractal = Image.effect_mandelbrot(small, (-0.7454, 0.1130, -0.7446, 0.1136), 100)
+    sky = Image.linear_gradient("L").resize(small)
+    base = Image.merge(
+        "RGB",
+        (
+            ImageChops.add(fractal, sky.point(lambda v: v // 3)),
+            ImageChops.add(fractal.point(lambda v: 255 - v), sky.point(lambda v: v // 4), 2),
+            sky.point(lambda v: 60 + v // 2),
+        ),
+    )
+    draw = ImageDraw.Draw(base)
+    for i in range(40):
+        x = (i * 7919) % small[0]
+        draw.line((x, 0, small[0] - x, small[1]), fill=(20 + i * 5, 200 - i * 4, 90), width=3)
+    full = base.resize(SYNTHETIC_SIZE, Image.Resampling.BICUBIC)
+    # Texture and noise at full resolution, so nothing about it is smooth.
+    noise = Image.effect_noise(SYNTHETIC_SIZE, 18).filter(ImageFilter.GaussianBlur(0.6))
+    grain = Image.merge("RGB", (noise, noise.transpose(Image.Transpose.FLIP_LEFT_RIGHT), noise))
+    photo = ImageChops.add(
+        ImageChops.subtract(full, Image.new("RGB", SYNTHETIC_SIZE, (64,) * 3)), grain
+    )
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    photo.save(tmp, "JPEG", quality=90, subsampling="4:2:0")
+    tmp.replace(path)
+    return path
+
+
+def select_images(args: argparse.Namespace, cache: Path) -> tuple[list[ImageInfo], str]:
+    if args.images is not None:
+        folder = Path(args.images)
+        if not folder.is_dir():
+            msg = f"--images {folder} is not a folder"
+            raise SystemExit(msg)
+        paths, source = _image_files(folder), str(folder)
+    elif default_images_dir().is_dir():
+        folder = default_images_dir()
+        paths, source = _image_files(folder), str(folder)
+    else:
+        paths, source = sample_images(cache), "imgpipe.local.samples"
+    if args.quick:
+        preferred = [p for p in paths if p.name in QUICK_PREFERRED]
+        paths = (preferred or paths)[: args.quick_images]
+    infos = [info for info in (describe(p) for p in paths) if info is not None]
+    if args.synthetic:
+        synthetic = describe(synthetic_50mp(cache), synthetic=True)
+        if synthetic is not None:
+            infos.append(synthetic)
+    if not infos:
+        msg = f"no images Pillow can read in {source}"
+        raise SystemExit(msg)
+    return infos, source
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _worker_env() -> dict[str, str]:
+    return os.environ | {"VIPS_CONCURRENCY": "1", "PYTHONPATH": str(REPO)}
+
+
+def run_once(candidate: str, image: Path, outputs: Path | None) -> dict[str, Any]:
+    """A fresh process for one (candidate, image): peak RSS and the outputs."""
+    command = [sys.executable, "-m", "benchmarks.worker", "once", candidate, str(image)]
+    if outputs is not None:
+        command += ["--outputs", str(outputs)]
+    proc = subprocess.run(
+        command,
+        cwd=REPO,
+        env=_worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"candidate": candidate, "image": image.name, "error": proc.stderr.strip()[-300:]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+class TimingWorker:
+    """One long-lived `benchmarks.worker serve` process per candidate."""
+
+    def __init__(self, candidate: str) -> None:
+        self.candidate = candidate
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.worker", "serve", self.candidate],
+            cwd=REPO,
+            env=_worker_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def time(self, image: Path, runs: int) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"image": str(image), "runs": runs}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            # The process died (a crash in a codec): report it and start a new one.
+            self.process.wait()
+            code = self.process.returncode
+            self.process = self._start()
+            return {"candidate": self.candidate, "image": image.name, "error": f"exit {code}"}
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def rotated(items: list[str], by: int) -> list[str]:
+    shift = by % len(items)
+    return items[shift:] + items[:shift]
+
+
+def score_outputs(
+    info: ImageInfo, folder: Path, candidates: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
+    try:
+        reference = Reference.from_bytes(Path(info.path).read_bytes())
+    except (OSError, SyntaxError, ValueError) as exc:
+        # A file the careful reference cannot decode (the samples' truncated JPEG, a
+        # rejection case) has no quality to score; its timings still stand.
+        console.print(f"[yellow]{info.name}: no reference ({exc}); quality not scored[/]")
+        return {}
+    scores: dict[str, list[dict[str, Any]]] = {}
+    for candidate in candidates:
+        directory = folder / candidate
+        if not directory.is_dir():
+            continue
+        scores[candidate] = [
+            {"name": path.name} | asdict(reference.score(path.read_bytes()))
+            for path in sorted(directory.iterdir())
+        ]
+    return scores
+
+
+@dataclass
+class Measurements:
+    memory: list[dict[str, Any]]  # one fresh process per (candidate, image)
+    timing: list[dict[str, Any]]  # per round and (candidate, image), from the servers
+    quality: dict[str, dict[str, list[dict[str, Any]]]]
+
+
+def measure(images: list[ImageInfo], candidates: list[str], rounds: int, runs: int) -> Measurements:
+    memory: list[dict[str, Any]] = []
+    timing: list[dict[str, Any]] = []
+    quality: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    total = len(images) * len(candidates) * (1 + rounds)
+    with (
+        tempfile.TemporaryDirectory(prefix="imgpipe-bench-") as tmp,
+        Progress(console=console, transient=True) as progress,
+    ):
+        task = progress.add_task("benchmark", total=total)
+        # 1. Memory and outputs: a fresh process per (candidate, image); then quality.
+        for image_index, info in enumerate(images):
+            keep = Path(tmp) / info.name
+            for candidate in rotated(candidates, image_index):
+                progress.update(task, description=f"memory {info.name[:24]} {candidate}")
+                memory.append(run_once(candidate, Path(info.path), keep / candidate))
+                progress.advance(task)
+            progress.update(task, description=f"quality {info.name[:24]}")
+            quality[info.name] = score_outputs(info, keep, candidates)
+            shutil.rmtree(keep, ignore_errors=True)
+        # 2. Time: one warm process per candidate, candidates interleaved per image and
+        # their order rotated per image and per round.
+        workers = {candidate: TimingWorker(candidate) for candidate in candidates}
+        try:
+            for round_index in range(rounds):
+                for image_index, info in enumerate(images):
+                    for candidate in rotated(candidates, round_index + image_index):
+                        label = f"round {round_index + 1}/{rounds} {info.name[:24]} {candidate}"
+                        progress.update(task, description=label)
+                        record = workers[candidate].time(Path(info.path), runs)
+                        record["round"] = round_index
+                        timing.append(record)
+                        progress.advance(task)
+        finally:
+            for worker in workers.values():
+                worker.close()
+    return Measurements(memory, timing, quality)
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _times(runs: list[dict[str, Any]], clock: str, parts: tuple[str, ...] = ()) -> float:
+    if not parts:
+        return statistics.median(run[clock] for run in runs)
+    return statistics.median(sum(run["floor"][p][clock] for p in parts) for run in runs)
+
+
+def summarise(
+    images: list[ImageInfo], measured: Measurements
+) -> dict[str, dict[str, dict[str, Any]]]:
+    memory = {(r["image"], r["candidate"]): r for r in measured.memory}
+    timing: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in measured.timing:
+        timing.setdefault((record["image"], record["candidate"]), []).append(record)
+    candidates = sorted({r["candidate"] for r in measured.memory + measured.timing})
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for info in images:
+        per: dict[str, dict[str, Any]] = {}
+        for candidate in candidates:
+            once = memory.get((info.name, candidate), {})
+            records = timing.get((info.name, candidate), [])
+            runs = [run for r in records if "error" not in r for run in r["runs"]]
+            errors = [r["error"] for r in [once, *records] if "error" in r]
+            if not runs or "outputs" not in once:
+                per[candidate] = {"error": errors[0] if errors else "no result"}
+                continue
+            cpu = _times(runs, "cpu_ms")
+            entry: dict[str, Any] = {
+                "cpu_ms": cpu,
+                "wall_ms": _times(runs, "wall_ms"),
+                "samples": len(runs),
+                "mp_per_s": info.megapixels / (cpu / 1000) if cpu > 0 else math.inf,
+                "cold_cpu_ms": once["cold"]["cpu_ms"],
+                "peak_rss_mb": once["rss_peak_kb"] / 1024,
+                "base_rss_mb": once["rss_base_kb"] / 1024,
+                "output_bytes": sum(o["bytes"] for o in once["outputs"]),
+                "outputs": once["outputs"],
+            }
+            scores = measured.quality.get(info.name, {}).get(candidate)
+            if scores:
+                psnr_by_name = {s["name"]: s["psnr_db"] for s in scores}
+                for output in entry["outputs"]:
+                    output["psnr_db"] = psnr_by_name.get(output["name"])
+                for check in ("orientation_ok", "srgb_ok", "alpha_ok"):
+                    values = [s[check] for s in scores if s[check] is not None]
+                    entry[check] = all(values) if values else None
+            if errors:
+                entry["errors"] = errors
+            per[candidate] = entry
+            if candidate in FLOORS and all("floor" in run for run in runs):
+                floor_cpu = _times(runs, "cpu_ms", ("decode", "encode"))
+                per[FLOORS[candidate]] = {
+                    "cpu_ms": floor_cpu,
+                    "wall_ms": _times(runs, "wall_ms", ("decode", "encode")),
+                    "cpu_ms_1x": _times(runs, "cpu_ms", ("decode_1x", "encode")),
+                    "decode_cpu_ms": _times(runs, "cpu_ms", ("decode",)),
+                    "decode_1x_cpu_ms": _times(runs, "cpu_ms", ("decode_1x",)),
+                    "encode_cpu_ms": _times(runs, "cpu_ms", ("encode",)),
+                    "samples": len(runs),
+                    "mp_per_s": info.megapixels / (floor_cpu / 1000) if floor_cpu else math.inf,
+                    "outputs": [],
+                }
+        summary[info.name] = per
+    return summary
+
+
+def _ok(entry: dict[str, Any] | None) -> bool:
+    return entry is not None and "error" not in entry
+
+
+def _pair(
+    per: dict[str, dict[str, Any]], a: str, b: str
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    first, second = per.get(a), per.get(b)
+    if first is None or second is None or not _ok(first) or not _ok(second):
+        return None
+    return first, second
+
+
+def image_ratios(per: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The ratios the targets are about, for one image (missing ones left out)."""
+    ratios: dict[str, float] = {}
+    if pair := _pair(per, "seed", "imgpipe-300"):
+        seed, thumb = pair
+        ratios["thumb_speedup_vs_seed"] = seed["cpu_ms"] / thumb["cpu_ms"]
+        ratios["thumb_rss_vs_seed"] = thumb["peak_rss_mb"] / seed["peak_rss_mb"]
+        # What the work itself adds over the process after its imports (the interpreter
+        # and Pillow are ~20 MB of every peak, which the ratio above includes).
+        added_seed = seed["peak_rss_mb"] - seed["base_rss_mb"]
+        if added_seed > 0:
+            added_thumb = max(thumb["peak_rss_mb"] - thumb["base_rss_mb"], 0.1)
+            ratios["thumb_added_rss_vs_seed"] = added_thumb / added_seed
+    if pair := _pair(per, "imgpipe-300", "floor-300"):
+        thumb, floor = pair
+        ratios["thumb_vs_floor"] = thumb["cpu_ms"] / floor["cpu_ms"]
+        ratios["thumb_vs_floor_1x"] = thumb["cpu_ms"] / floor["cpu_ms_1x"]
+    if pair := _pair(per, "seed", "floor-300"):
+        seed, floor = pair
+        # The most any pipeline that decodes could gain on the seed.
+        ratios["floor_speedup_vs_seed"] = seed["cpu_ms"] / floor["cpu_ms"]
+    if pair := _pair(per, "imgpipe-300", "libvips-300"):
+        thumb, vips = pair
+        ratios["thumb_vs_libvips"] = thumb["cpu_ms"] / vips["cpu_ms"]
+    if pair := _pair(per, "imgpipe-set", "libvips-set"):
+        full, vips = pair
+        ratios["set_vs_libvips"] = full["cpu_ms"] / vips["cpu_ms"]
+        ratios["set_rss_vs_libvips"] = full["peak_rss_mb"] / vips["peak_rss_mb"]
+    if pair := _pair(per, "imgpipe-set", "floor-set"):
+        full, floor = pair
+        ratios["set_vs_floor"] = full["cpu_ms"] / floor["cpu_ms"]
+        ratios["set_vs_floor_1x"] = full["cpu_ms"] / floor["cpu_ms_1x"]
+    if pair := _pair(per, "floor-set", "libvips-set"):
+        floor, vips = pair
+        ratios["floor_vs_libvips"] = floor["cpu_ms"] / vips["cpu_ms"]
+    # Quality: ours minus theirs, per output of the same name (dB; positive = better).
+    for ours, theirs, key in (
+        ("imgpipe-set", "libvips-set", "set_psnr_vs_libvips_min_db"),
+        ("imgpipe-300", "libvips-300", "thumb_psnr_vs_libvips_db"),
+        ("imgpipe-300", "seed", "thumb_psnr_vs_seed_db"),
+    ):
+        if pair := _pair(per, ours, theirs):
+            a, b = pair
+            theirs_psnr = {o["name"]: o.get("psnr_db") for o in b["outputs"]}
+            deltas = [
+                o["psnr_db"] - theirs_psnr[o["name"]]
+                for o in a["outputs"]
+                if o.get("psnr_db") is not None and theirs_psnr.get(o["name"]) is not None
+            ]
+            finite = [d for d in deltas if math.isfinite(d)]
+            if finite:
+                ratios[key] = min(finite)
+    return ratios
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(statistics.fmean(math.log(v) for v in values)) if values else math.nan
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    text: str
+    measure: str  # "geomean", "max" or "min" over the images
+    threshold: float
+    better: str  # "low" or "high"
+    unit: str = "x"
+
+
+TARGETS = (
+    Target("thumb_speedup_vs_seed", "300-px JPEG: faster than the seed", "geomean", 3.5, "high"),
+    Target(
+        "floor_speedup_vs_seed",
+        "(bound) 300-px JPEG: seed / decode floor",
+        "geomean",
+        3.5,
+        "high",
+    ),
+    Target("thumb_vs_floor", "300-px JPEG: time / decode floor", "geomean", 1.2, "low"),
+    Target("thumb_rss_vs_seed", "300-px JPEG: peak RSS / seed's", "geomean", 1 / 6, "low"),
+    Target(
+        "thumb_added_rss_vs_seed",
+        "(info) 300-px JPEG: RSS the work adds / seed's",
+        "geomean",
+        1 / 6,
+        "low",
+    ),
+    Target("set_vs_libvips", "default set: time / libvips's", "geomean", 0.8, "low"),
+    Target(
+        "floor_vs_libvips", "(bound) default set: floor / libvips's time", "geomean", 0.8, "low"
+    ),
+    Target("set_vs_floor", "default set: time / decode+encode floor", "geomean", 1.5, "low"),
+    Target(
+        "set_psnr_vs_libvips_min_db",
+        "default set: PSNR - libvips's (worst output)",
+        "min",
+        -0.3,
+        "high",
+        "dB",
+    ),
+    Target("thumb_psnr_vs_seed_db", "300-px JPEG: PSNR - seed's", "min", 0.0, "high", "dB"),
+)
+
+
+def evaluate_targets(
+    images: list[ImageInfo], ratios: dict[str, dict[str, float]]
+) -> list[dict[str, Any]]:
+    photos = [i.name for i in images if i.group == "photo"]
+    everything = [i.name for i in images]
+    out = []
+    for target in TARGETS:
+        # Speed and memory targets are about JPEG photos of 4 MP and up; quality about
+        # every image that both candidates rendered.
+        names = photos if "psnr" not in target.key else everything
+        values = [ratios[n][target.key] for n in names if target.key in ratios.get(n, {})]
+        if not values:
+            continue
+        if target.measure == "geomean":
+            value = geomean(values)
+        elif target.measure == "max":
+            value = max(values)
+        else:
+            value = min(values)
+        met = value >= target.threshold if target.better == "high" else value <= target.threshold
+        passing = sum(
+            (v >= target.threshold) if target.better == "high" else (v <= target.threshold)
+            for v in values
+        )
+        out.append(
+            asdict(target)
+            | {"value": value, "met": met, "images": len(values), "images_meeting": passing}
+        )
+    return out
+
+
+def correctness(
+    images: list[ImageInfo], summary: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Per candidate and check: images passed / images where the check applies."""
+    out: dict[str, Any] = {}
+    for candidate in ("seed", "imgpipe-300", "imgpipe-set", "libvips-300", "libvips-set"):
+        per_check: dict[str, Any] = {}
+        for check in ("orientation_ok", "srgb_ok", "alpha_ok"):
+            values = [
+                summary[i.name][candidate][check]
+                for i in images
+                if _ok(summary[i.name].get(candidate))
+                and summary[i.name][candidate].get(check) is not None
+            ]
+            failed = [
+                i.name
+                for i in images
+                if _ok(summary[i.name].get(candidate))
+                and summary[i.name][candidate].get(check) is False
+            ]
+            per_check[check] = {"passed": sum(values), "applicable": len(values), "failed": failed}
+        out[candidate] = per_check
+    return out
+
+
+def memory_50mp(
+    images: list[ImageInfo],
+    summary: dict[str, dict[str, dict[str, Any]]],
+    handler_rss_mb: float | None,
+) -> dict[str, Any] | None:
+    big = [i for i in images if i.megapixels >= 45 and i.format == "JPEG"]
+    if not big:
+        return None
+    info = max(big, key=lambda i: i.megapixels)
+    entry = summary[info.name].get("imgpipe-set")
+    if not _ok(entry):
+        return None
+    assert entry is not None
+    handler = handler_rss_mb or 0.0
+    # The worker's peak includes its own interpreter and Pillow; the handler's init
+    # footprint (boto3, Powertools, X-Ray) comes on top of what the render adds.
+    render_adds = entry["peak_rss_mb"] - entry["base_rss_mb"]
+    in_lambda = handler + render_adds + info.bytes / 2**20
+    return {
+        "image": info.name,
+        "megapixels": info.megapixels,
+        "peak_rss_mb": entry["peak_rss_mb"],
+        "render_adds_mb": render_adds,
+        "handler_init_rss_mb": handler_rss_mb,
+        "estimated_lambda_peak_mb": in_lambda,
+        "lambda_mb": LAMBDA_MB,
+        "met": in_lambda <= LAMBDA_MB * MEMORY_HEADROOM_SHARE,
+        "cpu_ms": entry["cpu_ms"],
+        "others": {
+            c: summary[info.name][c].get("peak_rss_mb")
+            for c in ("seed", "imgpipe-300", "libvips-set", "libvips-300")
+            if _ok(summary[info.name].get(c))
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:{spec}}{suffix}"
+
+
+def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for t in targets:
+        sign = ">=" if t["better"] == "high" else "<="
+        unit = t["unit"]
+        value = _fmt(t["value"], "+.2f" if unit == "dB" else ".2f", " dB" if unit == "dB" else "x")
+        threshold = _fmt(
+            t["threshold"], "+.2f" if unit == "dB" else ".3g", " dB" if unit == "dB" else "x"
+        )
+        rows.append(
+            [
+                t["text"],
+                f"{t['measure']} over {t['images']}",
+                value,
+                f"{sign} {threshold}",
+                "met" if t["met"] else "NOT met",
+                f"{t['images_meeting']}/{t['images']}",
+            ]
+        )
+    return rows
+
+
+TARGET_HEADER = ["target", "aggregate", "measured", "threshold", "verdict", "images meeting it"]
+IMAGE_HEADER = [
+    "image",
+    "MP",
+    "seed ms",
+    "ours-300 ms",
+    "floor-300 ms",
+    "vs seed",
+    "vs floor",
+    "RSS seed/ours MB",
+    "ours-set ms",
+    "libvips ms",
+    "floor-set ms",
+    "vs libvips",
+    "vs floor",
+    "RSS ours/libvips MB",
+]
+
+
+def _image_rows(
+    images: list[ImageInfo],
+    summary: dict[str, dict[str, dict[str, Any]]],
+    ratios: dict[str, dict[str, float]],
+) -> list[list[str]]:
+    rows = []
+    for info in images:
+        per, r = summary[info.name], ratios.get(info.name, {})
+
+        def ms(candidate: str, per: dict[str, dict[str, Any]] = per) -> str:
+            entry = per.get(candidate)
+            return _fmt(entry["cpu_ms"], ".0f") if _ok(entry) and entry else "err"
+
+        def rss(candidate: str, per: dict[str, dict[str, Any]] = per) -> str:
+            entry = per.get(candidate)
+            return _fmt(entry.get("peak_rss_mb"), ".0f") if _ok(entry) and entry else "-"
+
+        rows.append(
+            [
+                info.name,
+                f"{info.megapixels:.1f}",
+                ms("seed"),
+                ms("imgpipe-300"),
+                ms("floor-300"),
+                _fmt(r.get("thumb_speedup_vs_seed"), ".1f", "x"),
+                _fmt(r.get("thumb_vs_floor"), ".2f", "x"),
+                f"{rss('seed')}/{rss('imgpipe-300')}",
+                ms("imgpipe-set"),
+                ms("libvips-set"),
+                ms("floor-set"),
+                _fmt(r.get("set_vs_libvips"), ".2f", "x"),
+                _fmt(r.get("set_vs_floor"), ".2f", "x"),
+                f"{rss('imgpipe-set')}/{rss('libvips-set')}",
+            ]
+        )
+    return rows
+
+
+QUALITY_HEADER = [
+    "image",
+    "ours-set worst vs libvips",
+    "ours-300 vs seed",
+    "ours-300 vs libvips",
+    "seed checks failed",
+]
+
+
+def _quality_rows(
+    images: list[ImageInfo],
+    summary: dict[str, dict[str, dict[str, Any]]],
+    ratios: dict[str, dict[str, float]],
+) -> list[list[str]]:
+    rows = []
+    for info in images:
+        r = ratios.get(info.name, {})
+        seed = summary[info.name].get("seed") or {}
+        failed = [
+            c.removesuffix("_ok")
+            for c in ("orientation_ok", "srgb_ok", "alpha_ok")
+            if seed.get(c) is False
+        ]
+        rows.append(
+            [
+                info.name,
+                _fmt(r.get("set_psnr_vs_libvips_min_db"), "+.2f", " dB"),
+                _fmt(r.get("thumb_psnr_vs_seed_db"), "+.2f", " dB"),
+                _fmt(r.get("thumb_psnr_vs_libvips_db"), "+.2f", " dB"),
+                ", ".join(failed) or "-",
+            ]
+        )
+    return rows
+
+
+COLD_HEADER = [
+    "process",
+    "whole process ms",
+    "init ms",
+    "vs bare (process)",
+    "vs bare (init)",
+    "RSS MB",
+    "heavy modules loaded",
+]
+
+
+def _cold_rows(cold: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for label, v in cold["variants"].items():
+        rows.append(
+            [
+                label,
+                f"{v['process_ms']:.0f}",
+                f"{v['init_ms']:.0f}",
+                f"{v['process_ratio']:.2f}x",
+                f"{v['init_ratio']:.2f}x",
+                f"{v['rss_mb']:.0f}",
+                ", ".join(m for m in v["loaded"] if m not in ("botocore",)) or "-",
+            ]
+        )
+    return rows
+
+
+def _cost_rows(estimate: dict[str, Any]) -> list[list[str]]:
+    rows = [
+        [line["item"], f"${line['usd_per_million']:.2f}", line["basis"]]
+        for line in estimate["lines"]
+    ]
+    for key, name in (
+        ("step_functions_standard", "Step Functions Standard"),
+        ("step_functions_express", "Step Functions Express"),
+    ):
+        rows.append([name, f"${estimate[key]['usd_per_million']:.2f}", estimate[key]["basis"]])
+    rows.append(["total with Standard", f"${estimate['total_standard']:.2f}", ""])
+    rows.append(["total with Express", f"${estimate['total_express']:.2f}", ""])
+    return rows
+
+
+def _rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_reports(
+    result: dict[str, Any], images: list[ImageInfo]
+) -> tuple[list[tuple[str, list[str], list[list[str]]]], str]:
+    summary, ratios = result["summary"], result["ratios"]
+    photos = [i for i in images if i.group in ("photo", "synthetic")]
+    others = [i for i in images if i.group == "other"]
+    sections: list[tuple[str, list[str], list[list[str]]]] = [
+        (
+            "Targets (JPEG photos >= 4 MP; quality over every image)",
+            TARGET_HEADER,
+            _target_rows(result["targets"]),
+        ),
+        (
+            "JPEG photos >= 4 MP (CPU ms, medians)",
+            IMAGE_HEADER,
+            _image_rows(photos, summary, ratios),
+        ),
+    ]
+    if others:
+        sections.append(
+            ("Other images (CPU ms, medians)", IMAGE_HEADER, _image_rows(others, summary, ratios))
+        )
+    sections.append(
+        (
+            "Quality (PSNR differences; positive = ours better)",
+            QUALITY_HEADER,
+            _quality_rows(images, summary, ratios),
+        )
+    )
+    checks = result.get("correctness") or {}
+    if checks:
+        rows = [
+            [candidate]
+            + [
+                f"{c[check]['passed']}/{c[check]['applicable']}"
+                for check in ("orientation_ok", "srgb_ok", "alpha_ok")
+            ]
+            for candidate, c in checks.items()
+        ]
+        header = ["candidate", "EXIF orientation", "ICC -> sRGB", "alpha"]
+        sections.append(
+            ("Correctness (images passing / images the check applies to)", header, rows)
+        )
+    if result.get("coldstart"):
+        sections.append(("Cold start (medians)", COLD_HEADER, _cold_rows(result["coldstart"])))
+        breakdown = result["coldstart"].get("resize_breakdown") or []
+        if breakdown:
+            sections.append(
+                (
+                    "Resize handler init, step by step",
+                    ["step", "ms"],
+                    [[b["step"], f"{b['ms']:.0f}"] for b in breakdown],
+                )
+            )
+    for estimate in result.get("cost", []):
+        sections.append(
+            (
+                f"Cost per million images: {estimate['label']}",
+                ["item", "USD / 1M images", "basis"],
+                _cost_rows(estimate),
+            )
+        )
+
+    settings = result["settings"]
+    md = [
+        "# Benchmark results (latest run)",
+        "",
+        f"Run {result['started']} on {result['machine']['cpu']} "
+        f"({result['machine']['cpus']} CPUs), "
+        f"load average {result['machine']['load_start']} -> {result['machine']['load_end']}; "
+        f"{len(images)} images from `{settings['images']}`, {settings['rounds']} timing "
+        f"round(s) x {settings['runs']} run(s) per image; {result['duration_s']:.0f} s. "
+        "Times are CPU time (all threads). Method: docs/performance.md.",
+        "",
+    ]
+    memory = result.get("memory_50mp")
+    if memory:
+        md += [
+            f"50 MP ({memory['image']}, {memory['megapixels']:.1f} MP) default set: peak RSS "
+            f"{memory['peak_rss_mb']:.0f} MB in the benchmark process (render adds "
+            f"{memory['render_adds_mb']:.0f} MB); with the resize handler's init footprint "
+            f"({_fmt(memory['handler_init_rss_mb'], '.0f')} MB) and the source bytes: "
+            f"~{memory['estimated_lambda_peak_mb']:.0f} MB of {memory['lambda_mb']} MB "
+            f"({'room to spare' if memory['met'] else 'too tight'}).",
+            "",
+        ]
+    for title, header, rows in sections:
+        md += [f"## {title}", "", _md_table(header, rows), ""]
+    return sections, "\n".join(md)
+
+
+# -------------------------------------------------------------------------------- main
+
+
+def machine_info() -> dict[str, Any]:
+    from PIL import __version__ as pillow_version
+    from PIL import features
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "pillow": pillow_version,
+        "libjpeg": features.version("jpg"),
+        "libwebp": features.version("webp"),
+    }
+    if importlib.util.find_spec("pyvips") is not None:
+        import pyvips
+
+        info["libvips"] = f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
+        info["pyvips"] = pyvips.__version__
+    return info
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument(
+        "--images", type=Path, help="folder of images (default ../shared/corpus, else the samples)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds (default 3; --quick: 1)"
+    )
+    parser.add_argument("--runs", type=int, default=1, help="timed runs per image and round")
+    parser.add_argument("--quick", action="store_true", help="a few images, one round (smoke test)")
+    parser.add_argument("--quick-images", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the result files go")
+    parser.add_argument("--candidates", help=f"comma-separated subset of {','.join(CANDIDATES)}")
+    parser.add_argument(
+        "--coldstart-runs",
+        type=int,
+        default=None,
+        help="cold-start runs (default 7; --quick: 1; 0 skips)",
+    )
+    parser.add_argument(
+        "--webp-method", type=int, help="WebP method/effort for both imgpipe and libvips"
+    )
+    parser.add_argument(
+        "--no-synthetic",
+        dest="synthetic",
+        action="store_false",
+        help="skip the generated 50 MP JPEG",
+    )
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.coldstart_runs is None:
+        args.coldstart_runs = 1 if args.quick else 7
+    if args.quick:
+        args.synthetic = False
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    candidates = (
+        list(CANDIDATES) if not args.candidates else [c.strip() for c in args.candidates.split(",")]
+    )
+    unknown = sorted(set(candidates) - set(CANDIDATES))
+    if unknown:
+        msg = f"unknown candidates: {', '.join(unknown)}"
+        raise SystemExit(msg)
+    if importlib.util.find_spec("pyvips") is None and VIPS_CANDIDATES & set(candidates):
+        console.print(
+            "[yellow]pyvips is not installed (make bench installs it): "
+            "libvips candidates skipped[/]"
+        )
+        candidates = [c for c in candidates if c not in VIPS_CANDIDATES]
+
+    if args.webp_method is not None:
+        os.environ[WEBP_METHOD_ENV] = str(args.webp_method)
+    cache = args.out / "cache"
+    images, source = select_images(args, cache)
+    console.print(
+        f"{len(images)} images from {source}; candidates: {', '.join(candidates)}; "
+        f"rounds: {args.rounds}"
+    )
+    measured = measure(images, candidates, args.rounds, args.runs)
+    summary = summarise(images, measured)
+    ratios = {info.name: image_ratios(summary[info.name]) for info in images}
+    targets = evaluate_targets(images, ratios)
+
+    cold = None
+    if args.coldstart_runs > 0:
+        with console.status("cold starts"):
+            cold = coldstart.measure(REPO, args.coldstart_runs)
+    handler_rss = cold["variants"].get("resize", {}).get("rss_mb") if cold else None
+    result: dict[str, Any] = {
+        "schema": 1,
+        "started": started.isoformat(timespec="seconds"),
+        "machine": machine_info() | {"load_start": round(load_start, 2)},
+        "settings": {
+            "images": source,
+            "rounds": args.rounds,
+            "runs": args.runs,
+            "quick": args.quick,
+            "candidates": candidates,
+            "webp_method": args.webp_method,
+            "clock": "cpu_ms (process CPU time, all threads); wall_ms also recorded",
+        },
+        "images": [asdict(i) for i in images],
+        "memory_records": measured.memory,
+        "timing_records": measured.timing,
+        "summary": summary,
+        "ratios": ratios,
+        "targets": targets,
+        "correctness": correctness(images, summary),
+        "memory_50mp": memory_50mp(images, summary, handler_rss),
+        "coldstart": cold,
+    }
+    if cold is not None:
+        cold_targets = [
+            {
+                "handler": label,
+                "process_ratio": v["process_ratio"],
+                "init_ratio": v["init_ratio"],
+                "met": v["process_ratio"] <= 1.3,
+            }
+            for label, v in cold["variants"].items()
+            if label != "bare" and not label.endswith("-no-xray")
+        ]
+        result["coldstart_targets"] = cold_targets
+    estimates = []
+    memory_mb = cold["memory_mb"] if cold else {"validate": 256, "resize": 1024, "store": 256}
+    asl = REPO / "statemachine" / "pipeline.asl.json"
+    for group, label in (("photo", "JPEG photo >= 4 MP"), (None, "image of this set")):
+        times = [
+            summary[i.name]["imgpipe-set"]["cpu_ms"]
+            for i in images
+            if (group is None or i.group == group) and _ok(summary[i.name].get("imgpipe-set"))
+        ]
+        if times:
+            median, slowest = statistics.median(times), max(times)
+            estimates.append(cost.estimate(median, memory_mb, asl, f"median {label}"))
+            estimates.append(cost.estimate(slowest, memory_mb, asl, f"slowest {label}"))
+            break
+    result["cost"] = estimates
+    result["machine"]["load_end"] = round(os.getloadavg()[0], 2)
+    result["duration_s"] = time.perf_counter() - clock
+
+    sections, markdown = render_reports(result, images)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    json_path = args.out / f"{stamp}.json"
+    json_path.write_text(
+        json.dumps(_finite(result), indent=1, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    (args.out / "latest.md").write_text(markdown + "\n", encoding="utf-8")
+    for title, header, rows in sections:
+        console.print(_rich_table(title, header, rows))
+    console.print(f"results: {json_path} and {args.out / 'latest.md'}")
+    return 0
+
+
+def _finite(value: Any) -> Any:
+    """The result with inf/nan (an identical output's PSNR) as null: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
