@@ -3,11 +3,47 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
 from PIL import Image
+
+if TYPE_CHECKING:
+    from imgpipe.local.cloud import LocalCloud
 
 
 def jpeg(width: int = 64, height: int = 48, colour: tuple[int, int, int] = (10, 120, 200)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(out, "JPEG")
     return out.getvalue()
+
+
+@contextmanager
+def s3_slows_down(
+    cloud: LocalCloud, function: str = "ResizeFunction", operation: str = "PutObject"
+) -> Iterator[list[str]]:
+    """While active, every `operation` of `function`'s S3 client answers SlowDown (503).
+
+    Yields the operations attempted, one entry per refused call.
+    """
+    client = cloud.functions.module(function).STORE._client
+    event = f"before-call.s3.{operation}"
+    attempts: list[str] = []
+
+    def slow_down(**kwargs: Any) -> None:
+        attempts.append(kwargs["model"].name)
+        raise ClientError(
+            {
+                "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+                "ResponseMetadata": {"HTTPStatusCode": 503},
+            },
+            operation,
+        )
+
+    client.meta.events.register(event, slow_down)
+    try:
+        yield attempts
+    finally:
+        client.meta.events.unregister(event, slow_down)

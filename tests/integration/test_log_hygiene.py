@@ -26,9 +26,9 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from PIL import Image, ImageDraw, PngImagePlugin
 
+from helpers import s3_slows_down
 from imgpipe.local.cloud import ExecutionRecord, LocalCloud
 
 pytestmark = pytest.mark.xdist_group("log-hygiene")
@@ -161,16 +161,6 @@ def cloud() -> Iterator[LocalCloud]:
             yield cloud
 
 
-def _slow_down(**_: Any) -> None:
-    raise ClientError(
-        {
-            "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
-            "ResponseMetadata": {"HTTPStatusCode": 503, "MaxAttemptsReached": True},
-        },
-        "PutObject",
-    )
-
-
 @pytest.fixture(scope="module")
 def runs(cloud: LocalCloud) -> dict[str, Run]:
     prefix = f"hygiene/{uuid.uuid4().hex[:8]}"
@@ -183,13 +173,9 @@ def runs(cloud: LocalCloud) -> dict[str, Run]:
     ]:
         done[name] = Run(name, cloud.upload(key, body), body)
     # A photo whose manifest S3 keeps refusing: Store fails through every retry.
-    client = cloud.functions.module("StoreFunction").STORE._client
-    client.meta.events.register("before-call.s3.PutObject", _slow_down)
-    try:
+    with s3_slows_down(cloud, "StoreFunction"):
         body = camera_photo()
         done["failed"] = Run("failed", cloud.upload(f"{prefix}/failed.jpg", body), body)
-    finally:
-        client.meta.events.unregister("before-call.s3.PutObject", _slow_down)
     return done
 
 

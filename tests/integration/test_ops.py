@@ -25,10 +25,10 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from PIL import Image
 
+from helpers import s3_slows_down
 from imgpipe.local.cloud import ExecutionRecord, LocalCloud
 from imgpipe.ops import aws
 from imgpipe.ops.cli import add_commands
@@ -111,22 +111,8 @@ def uploads(cloud: LocalCloud) -> Uploads:
 
 def _upload_with_s3_slowdown(cloud: LocalCloud, key: str) -> ExecutionRecord:
     """Every PutObject of the resize function answers SlowDown, so Resize exhausts retries."""
-    client = cloud.functions.module("ResizeFunction").STORE._client
-
-    def slow_down(**kwargs: Any) -> None:
-        raise ClientError(
-            {
-                "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
-                "ResponseMetadata": {"HTTPStatusCode": 503},
-            },
-            "PutObject",
-        )
-
-    client.meta.events.register("before-call.s3.PutObject", slow_down)
-    try:
+    with s3_slows_down(cloud):
         return cloud.upload(key, jpeg(300, 200))
-    finally:
-        client.meta.events.unregister("before-call.s3.PutObject", slow_down)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from PIL import Image, ImageDraw
 
+from helpers import s3_slows_down
 from imgpipe.local.cloud import LocalCloud
 from imgpipe.local.report import (
     EMBED_LIMIT_BYTES,
@@ -206,23 +206,8 @@ def entry_for(cloud: LocalCloud, key: str, description: str, data: bytes) -> Rep
 
 def failing_entry(cloud: LocalCloud) -> ReportEntry:
     """A photo whose renditions cannot be written: the output bucket answers SlowDown."""
-    assert cloud.functions is not None
-    client = cloud.functions.module("ResizeFunction").STORE._client
-
-    def slow_down(**_: Any) -> None:
-        raise ClientError(
-            {
-                "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
-                "ResponseMetadata": {"HTTPStatusCode": 503},
-            },
-            "PutObject",
-        )
-
-    client.meta.events.register("before-call.s3.PutObject", slow_down)
-    try:
+    with s3_slows_down(cloud):
         return entry_for(cloud, "faults/photo.jpg", "output bucket says SlowDown", cmyk_jpeg())
-    finally:
-        client.meta.events.unregister("before-call.s3.PutObject", slow_down)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from PIL import Image, ImageDraw
 
+from helpers import s3_slows_down
 from imgpipe.local.cloud import LocalCloud
 
 pytestmark = pytest.mark.xdist_group("state-machine")
@@ -248,27 +248,10 @@ def test_transient_s3_failure_is_retried_with_backoff_then_fails_the_execution(
     cloud: LocalCloud, sleeps: SleepRecorder
 ) -> None:
     # Given the output bucket answering every PutObject with SlowDown
-    assert cloud.functions is not None
-    client = cloud.functions.module("ResizeFunction").STORE._client
-    attempts: list[str] = []
-
-    def slow_down(**kwargs: Any) -> None:
-        attempts.append(kwargs["model"].name)
-        raise ClientError(
-            {
-                "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
-                "ResponseMetadata": {"HTTPStatusCode": 503},
-            },
-            "PutObject",
-        )
-
-    client.meta.events.register("before-call.s3.PutObject", slow_down)
     sleeps.calls.clear()
-    try:
+    with s3_slows_down(cloud) as attempts:
         # When a photo is uploaded
         record = cloud.upload("faults/photo.jpg", marked_photo(300, 200))
-    finally:
-        client.meta.events.unregister("before-call.s3.PutObject", slow_down)
     # Then Resize was tried 1 + 4 times with jittered exponential backoff
     assert record.status == "FAILED"
     assert record.error == "TransientError"
