@@ -39,20 +39,6 @@ def _console() -> Console:
     return console
 
 
-def _durations(history: list[dict[str, Any]]) -> dict[str, float]:
-    """Seconds spent in each state, from the execution history's timestamps."""
-    entered: dict[str, Any] = {}
-    spent: dict[str, float] = {}
-    for event in history:
-        if "stateEnteredEventDetails" in event:
-            entered[event["stateEnteredEventDetails"]["name"]] = event["timestamp"]
-        elif "stateExitedEventDetails" in event:
-            name = event["stateExitedEventDetails"]["name"]
-            if name in entered:
-                spent[name] = (event["timestamp"] - entered[name]).total_seconds()
-    return spent
-
-
 def _summarise(renditions: list[dict[str, Any]]) -> str:
     """`thumb 320x213 webp+jpeg` lines, one per rendition size."""
     sizes: dict[tuple[str, int, int], list[str]] = {}
@@ -84,6 +70,7 @@ def demo(out_dir: Path) -> int:
     from imgpipe.local.metrics import datapoints, emf_blobs, summarise
     from imgpipe.local.report import ReportEntry, write_report
     from imgpipe.local.samples import samples
+    from imgpipe.ops.history import parse_visits
 
     console = _console()
     table = Table(
@@ -106,9 +93,9 @@ def demo(out_dir: Path) -> int:
             failures += record.status != "SUCCEEDED"
             outcome, detail, renditions = _outcome_row(record)
             timing = " · ".join(
-                f"{name} {seconds * 1000:.0f} ms"
-                for name, seconds in _durations(record.history).items()
-                if name in TASK_STATES
+                f"{visit.name} {visit.duration_s * 1000:.0f} ms"
+                for visit in parse_visits(record.history)
+                if visit.name in TASK_STATES and visit.duration_s is not None
             )
             table.add_row(
                 f"{sample.key}\n[dim]{sample.description}",
