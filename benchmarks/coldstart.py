@@ -4,7 +4,8 @@ Each measurement is a fresh interpreter that does what Lambda's init phase does 
 function: import `functions/<name>/app.py` (its imports plus module-level
 initialisation: Powertools Logger/Metrics/Tracer, the parsed configuration, the boto3
 clients) with the environment the template gives that function, plus what Lambda sets
-(region, dummy credentials, function name, X-Ray daemon address). The clients are
+(region, dummy credentials, function name, `LAMBDA_TASK_ROOT`, `LAMBDA_RUNTIME_DIR`,
+`_HANDLER`, X-Ray daemon address). The clients are
 created but make no call; the X-Ray daemon address is loopback and nothing is sent.
 
 Reported per variant, as medians over interleaved rounds:
@@ -145,6 +146,11 @@ def _base_environment(function: str, memory_mb: int) -> dict[str, str]:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+            # Libraries branch on these: the X-Ray SDK's recorder uses its cheap local
+            # sampler inside Lambda and builds botocore X-Ray clients everywhere else.
+            "LAMBDA_TASK_ROOT": "/var/task",
+            "LAMBDA_RUNTIME_DIR": "/var/runtime",
+            "_HANDLER": "app.handler",
             # Lambda points the X-Ray SDK at its daemon; here loopback, and nothing is
             # emitted during init anyway.
             "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
