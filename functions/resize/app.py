@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgpipe.claims import ClaimTable
@@ -17,13 +17,14 @@ from imgpipe.telemetry import (
     StageTimer,
     correlate,
     count_outcome,
+    handler_tracer,
     record_rendering,
     report_errors,
 )
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = handler_tracer()
 CONFIG = resize_config()
 STORE = ObjectStore(boto3.client("s3"))
 CLAIMS = ClaimTable(boto3.client("dynamodb"), CONFIG.state_table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgpipe.claims import ClaimTable
@@ -13,11 +13,11 @@ from imgpipe.config import store_config
 from imgpipe.messages import RenditionRecord, SourceRef, facts_from_dict
 from imgpipe.stages.store import store_manifest
 from imgpipe.storage import ObjectStore
-from imgpipe.telemetry import correlate, count_outcome, report_errors
+from imgpipe.telemetry import correlate, count_outcome, handler_tracer, report_errors
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = handler_tracer()
 CONFIG = store_config()
 STORE = ObjectStore(boto3.client("s3"))
 CLAIMS = ClaimTable(boto3.client("dynamodb"), CONFIG.state_table)

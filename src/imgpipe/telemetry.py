@@ -1,4 +1,4 @@
-"""Powertools glue shared by the three handlers: correlation keys and outcome metrics.
+"""Powertools glue shared by the handlers: the tracer, correlation keys and metrics.
 
 Metric names and dimensions are documented in docs/observability.md; keep the two in
 step.
@@ -27,6 +27,20 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 # The tracer logs every handler exception again, as plain text without the correlation
 # keys; `report_errors` has already logged it once, as JSON with them.
 logging.getLogger("aws_lambda_powertools.tracing.tracer").setLevel(logging.CRITICAL)
+
+
+# The only library the functions make calls with: boto3's S3 and DynamoDB clients.
+_TRACED_LIBRARIES = ("botocore",)
+
+
+def handler_tracer() -> Tracer:
+    """The handlers' tracer: a subsegment per handler call, per stage, per AWS call.
+
+    Patches botocore only. `Tracer()` would patch every library the X-Ray SDK supports
+    (requests, httpx, sqlite3, database drivers...), importing each one it finds at
+    every cold start, for calls these functions never make.
+    """
+    return Tracer(patch_modules=_TRACED_LIBRARIES)
 
 
 def correlate(
