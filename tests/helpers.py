@@ -20,6 +20,12 @@ def jpeg(width: int = 64, height: int = 48, colour: tuple[int, int, int] = (10, 
     return out.getvalue()
 
 
+def handler_s3_client(cloud: LocalCloud, function: str) -> Any:
+    """The S3 client `function`'s invocations use; made now, as they would, if not yet."""
+    with cloud.functions.inside(function) as app:
+        return app.STORE.client
+
+
 @contextmanager
 def s3_slows_down(
     cloud: LocalCloud, function: str = "ResizeFunction", operation: str = "PutObject"
@@ -28,7 +34,7 @@ def s3_slows_down(
 
     Yields the operations attempted, one entry per refused call.
     """
-    client = cloud.functions.module(function).STORE._client
+    client = handler_s3_client(cloud, function)
     event = f"before-call.s3.{operation}"
     attempts: list[str] = []
 

@@ -26,8 +26,10 @@ logger = Logger()
 metrics = Metrics()
 tracer = handler_tracer()
 CONFIG = resize_config()
-STORE = ObjectStore(boto3.client("s3"))
-CLAIMS = ClaimTable(boto3.client("dynamodb"), CONFIG.state_table)
+# The clients are made by the first invocation that calls AWS, then reused while the
+# execution environment lives: init does not pay for them.
+STORE = ObjectStore(lambda: boto3.client("s3"))
+CLAIMS = ClaimTable(lambda: boto3.client("dynamodb"), CONFIG.state_table)
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)

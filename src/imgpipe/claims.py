@@ -26,6 +26,7 @@ upload (last writer wins), never as duplicates.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,15 +86,35 @@ class Claim:
 
 
 class ClaimTable:
-    def __init__(self, client: DynamoDBClient, table: str, *, lease_s: int = 900) -> None:
-        self._client = client
+    """The claims of one table.
+
+    `client` is a DynamoDB client, or a function without arguments that makes one at
+    the first call (as `ObjectStore` takes its S3 client); it is kept after that.
+    """
+
+    def __init__(
+        self,
+        client: DynamoDBClient | Callable[[], DynamoDBClient],
+        table: str,
+        *,
+        lease_s: int = 900,
+    ) -> None:
+        self._connect: Callable[[], DynamoDBClient] = client if callable(client) else lambda: client
+        self._client: DynamoDBClient | None = None
         self._table = table
         self._lease_s = lease_s
+
+    @property
+    def client(self) -> DynamoDBClient:
+        """The DynamoDB client, made now if this is its first use."""
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
 
     def claim(self, source: SourceIdentity, execution: str, *, state: str = CLAIMED) -> Claim:
         now = int(time.time())
         try:
-            self._client.put_item(
+            self.client.put_item(
                 TableName=self._table,
                 Item={
                     "pk": {"S": source.pk},
@@ -141,7 +162,7 @@ class ClaimTable:
     def finish(self, source: SourceIdentity, execution: str, state: str) -> bool:
         """Mark the claim done (or deleted); False if another execution took the key."""
         try:
-            self._client.update_item(
+            self.client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": source.pk}},
                 UpdateExpression="SET st = :st",
@@ -160,7 +181,7 @@ class ClaimTable:
 
     def _get(self, pk: str) -> dict[str, Any] | None:
         try:
-            response = self._client.get_item(
+            response = self.client.get_item(
                 TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True
             )
         except ClientError as error:

@@ -8,6 +8,7 @@ fails the execution, because it means a permission or configuration problem.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,17 +83,30 @@ class ObjectHead:
 
 
 class ObjectStore:
-    """The handful of S3 operations the pipeline performs."""
+    """The handful of S3 operations the pipeline performs.
 
-    def __init__(self, client: S3Client) -> None:
-        self._client = client
+    `client` is an S3 client, or a function without arguments that makes one: the
+    handlers pass the function, so the client is made at their first S3 call rather
+    than during init, and kept for the life of the execution environment.
+    """
+
+    def __init__(self, client: S3Client | Callable[[], S3Client]) -> None:
+        self._connect: Callable[[], S3Client] = client if callable(client) else lambda: client
+        self._client: S3Client | None = None
+
+    @property
+    def client(self) -> S3Client:
+        """The S3 client, made now if this is its first use."""
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
 
     def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectHead | None:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             kwargs["VersionId"] = version_id
         try:
-            response = self._client.head_object(**kwargs)
+            response = self.client.head_object(**kwargs)
         except ClientError as error:
             if _code(error) in _MISSING_CODES:
                 return None
@@ -118,7 +132,7 @@ class ObjectStore:
         if version_id:
             kwargs["VersionId"] = version_id
         try:
-            response = self._client.get_object(**kwargs)
+            response = self.client.get_object(**kwargs)
             return bytes(response["Body"].read())
         except ClientError as error:
             raise _translate(error, "GetObject") from error
@@ -137,7 +151,7 @@ class ObjectStore:
             # validated and not a newer upload that replaced them in between.
             kwargs["IfMatch"] = f'"{etag}"'
         try:
-            response = self._client.get_object(**kwargs)
+            response = self.client.get_object(**kwargs)
             return bytes(response["Body"].read())
         except ClientError as error:
             if _code(error) in _MISSING_CODES or _code(error) == "PreconditionFailed":
@@ -167,7 +181,7 @@ class ObjectStore:
         if metadata:
             kwargs["Metadata"] = metadata
         try:
-            self._client.put_object(**kwargs)
+            self.client.put_object(**kwargs)
         except ClientError as error:
             raise _translate(error, "PutObject") from error
         except _NETWORK_ERRORS as error:
@@ -175,7 +189,7 @@ class ObjectStore:
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
         try:
-            pages = self._client.get_paginator("list_objects_v2").paginate(
+            pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix
             )
             return [item["Key"] for page in pages for item in page.get("Contents", [])]
@@ -187,7 +201,7 @@ class ObjectStore:
         for start in range(0, len(keys), 1000):
             batch = [{"Key": key} for key in keys[start : start + 1000]]
             try:
-                response = self._client.delete_objects(
+                response = self.client.delete_objects(
                     Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
                 )
             except ClientError as error:

@@ -41,7 +41,7 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import LambdaBackend
 from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
 
-from helpers import jpeg
+from helpers import handler_s3_client, jpeg
 from imgpipe.keys import manifest_key, output_folder
 from imgpipe.local.cloud import STATE_MACHINE, ExecutionRecord, LocalCloud
 from imgpipe.local.runner import Invocation
@@ -338,7 +338,7 @@ def s3_fails(
 
     The first `after` calls pass; then `times` calls fail (every call with None).
     """
-    client = cloud.functions.module(logical).STORE._client
+    client = handler_s3_client(cloud, logical)
     log = FaultLog()
 
     def answer(**_: Any) -> None:
@@ -489,7 +489,7 @@ def network_fails_once(cloud: LocalCloud, logical: str, fault: NetworkFault) -> 
     retries are spent; a reset while the body streams happens after the call returned,
     where botocore does not retry at all.
     """
-    client = cloud.functions.module(logical).STORE._client
+    client = handler_s3_client(cloud, logical)
     log = FaultLog()
     url = f"https://{cloud.output_bucket}.s3.amazonaws.com/"
 

@@ -28,7 +28,7 @@ import boto3
 import pytest
 from PIL import Image, ImageDraw, PngImagePlugin
 
-from helpers import s3_slows_down
+from helpers import handler_s3_client, s3_slows_down
 from imgpipe.local.cloud import ExecutionRecord, LocalCloud
 
 pytestmark = pytest.mark.xdist_group("log-hygiene")
@@ -184,7 +184,7 @@ def secrets(cloud: LocalCloud) -> tuple[str, ...]:
     """The credential values the functions' S3 clients actually sign with."""
     values = {ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN}
     for logical in ("ValidateFunction", "ResizeFunction", "StoreFunction"):
-        client = cloud.functions.module(logical).STORE._client
+        client = handler_s3_client(cloud, logical)
         credentials = client._request_signer._credentials.get_frozen_credentials()
         # The test can only find a leak of credentials it knows: they must be ours.
         assert credentials.secret_key == SECRET_ACCESS_KEY, logical

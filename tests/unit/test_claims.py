@@ -79,3 +79,28 @@ def test_expired_lease_of_an_unfinished_claim_can_be_taken_over() -> None:
         # But a finished claim is never taken over by the same event
         table.finish(event("10"), "exec-2", DONE)
         assert table.claim(event("10"), "exec-3").outcome == "duplicate"
+
+
+def test_given_a_function_that_makes_the_client_then_it_runs_once_at_the_first_call() -> None:
+    with mock_aws():
+        client: Any = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        made: list[Any] = []
+
+        def connect() -> Any:
+            made.append(client)
+            return client
+
+        # Given a table given a function that makes its client
+        table = ClaimTable(connect, TABLE)
+        assert made == []
+        # When it claims a key and checks the claim
+        table.claim(event("10"), "exec-1")
+        assert table.holds(event("10"), "exec-1")
+        # Then the client was made by the first call and kept
+        assert made == [client]

@@ -88,3 +88,24 @@ def test_access_denied_is_not_transient(s3: Any, store: ObjectStore) -> None:
     s3.put_object = _failing("AccessDenied", 403)
     with pytest.raises(ClientError):
         store.write(BUCKET, "k", b"x", content_type="image/jpeg")
+
+
+def test_given_a_function_that_makes_the_client_then_it_runs_once_at_the_first_call(
+    s3: Any,
+) -> None:
+    # Given a store given a function that makes its client
+    made: list[Any] = []
+
+    def connect() -> Any:
+        made.append(s3)
+        return s3
+
+    store = ObjectStore(connect)
+    s3.create_bucket(Bucket=BUCKET)
+    assert made == []
+    # When it makes two calls
+    store.head(BUCKET, "a.jpg")
+    store.head(BUCKET, "b.jpg")
+    # Then the client was made by the first one and kept
+    assert made == [s3]
+    assert store.client is s3

@@ -134,8 +134,18 @@ class LocalFunctions:
 
     def module(self, logical: str) -> ModuleType:
         """The loaded handler module (loads it cold if needed)."""
+        with self.inside(logical) as module:
+            return module
+
+    @contextmanager
+    def inside(self, logical: str) -> Iterator[ModuleType]:
+        """The loaded handler module, with the function's environment in place.
+
+        What the module makes on first use (its boto3 clients) is made here as in one
+        of the function's invocations: with its region, endpoint and credentials.
+        """
         with self._lock, self._environment(logical):
-            return self._load(logical)[0]
+            yield self._load(logical)[0]
 
     def _function_environment(self, logical: str) -> dict[str, str]:
         spec = self._specs[logical]
