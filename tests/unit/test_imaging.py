@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import re
 import struct
 import subprocess
@@ -1093,3 +1094,44 @@ def _no_global_state_leaks() -> Iterator[None]:
     before = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)
     yield
     assert before == (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)
+
+
+@pytest.mark.parametrize(
+    ("environment", "reused"), [({}, True), ({"PILLOW_BLOCKS_MAX": "0"}, False)]
+)
+def test_given_warm_process_when_second_image_rendered_then_pixel_memory_is_reused(
+    environment: dict[str, str], reused: bool
+) -> None:
+    # Given a fresh interpreter that renders two photos in turn (a warm Lambda), with or
+    # without the operator overriding Pillow's block cache
+    code = (
+        "import io\n"
+        "from PIL import Image\n"
+        "from imgpipe.imaging import render\n"
+        "from imgpipe.specs import RenderSettings, RenditionSpec\n"
+        "b = io.BytesIO(); Image.effect_noise((1200, 900), 64).convert('RGB').save(b, 'PNG')\n"
+        "s = RenderSettings((RenditionSpec('t', 200, 'JPEG', 80),))\n"
+        "render(b.getvalue(), s)\n"
+        "Image.core.reset_stats()\n"
+        "render(b.getvalue(), s)\n"
+        "stats = Image.core.get_stats()\n"
+        "print(stats['reused_blocks'], stats['allocated_blocks'])\n"
+    )
+    # When the second image is rendered
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, **environment},
+    )
+    reused_blocks, allocated_blocks = map(int, result.stdout.split())
+    # Then its pixels go into blocks the first render freed instead of fresh memory the
+    # kernel must fault in again; an explicit PILLOW_BLOCKS_MAX=0 turns that off
+    if reused:
+        assert reused_blocks > 0
+        assert reused_blocks >= allocated_blocks
+    else:
+        assert reused_blocks == 0
+        assert allocated_blocks > 0
