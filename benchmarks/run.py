@@ -750,6 +750,8 @@ COLD_HEADER = [
     "vs bare (process)",
     "vs bare (init)",
     "RSS MB",
+    "clients at first use ms",
+    "init + first use vs bare (init)",
     "heavy modules loaded",
 ]
 
@@ -765,6 +767,9 @@ def _cold_rows(cold: dict[str, Any]) -> list[list[str]]:
                 f"{v['process_ratio']:.2f}x",
                 f"{v['init_ratio']:.2f}x",
                 f"{v['rss_mb']:.0f}",
+                # Moved out of init, not saved: shown beside it (benchmarks/coldstart.py).
+                f"{v['first_use_ms']:.0f}" if v.get("first_use_ms") is not None else "-",
+                f"{v['init_and_first_use_ratio']:.2f}x" if "init_and_first_use_ratio" in v else "-",
                 ", ".join(m for m in v["loaded"] if m not in ("botocore",)) or "-",
             ]
         )
@@ -1029,7 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
                 "handler": label,
                 "process_ratio": v["process_ratio"],
                 "init_ratio": v["init_ratio"],
-                "met": v["process_ratio"] <= 1.3,
+                "met": max(v["process_ratio"], v["init_ratio"]) <= 1.3,
             }
             for label, v in cold["variants"].items()
             if label != "bare" and not label.endswith("-no-xray")
