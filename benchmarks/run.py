@@ -708,6 +708,50 @@ def _image_rows(
     return rows
 
 
+THROUGHPUT_CANDIDATES = (
+    ("seed", "seed"),
+    ("ours-300", "imgpipe-300"),
+    ("libvips-300", "libvips-300"),
+    ("ours-set", "imgpipe-set"),
+    ("libvips-set", "libvips-set"),
+)
+THROUGHPUT_HEADER = (
+    ["image"]
+    + [f"{label} MP/s" for label, _ in THROUGHPUT_CANDIDATES]
+    + [f"{label} KB" for label, _ in THROUGHPUT_CANDIDATES]
+)
+
+
+def _throughput_rows(
+    images: list[ImageInfo], summary: dict[str, dict[str, dict[str, Any]]]
+) -> list[list[str]]:
+    """Source megapixels per CPU second and total output size, per image and in aggregate.
+
+    The aggregate row is over the images every candidate rendered: geometric mean of
+    MP/s (like the ratios) and the sum of the output bytes.
+    """
+    rows = []
+    complete = []
+    for info in images:
+        per = summary[info.name]
+        entries = [per.get(candidate) for _, candidate in THROUGHPUT_CANDIDATES]
+        if all(_ok(entry) for entry in entries):
+            complete.append(entries)
+        rows.append(
+            [info.name]
+            + [_fmt(e["mp_per_s"], ".0f") if e and _ok(e) else "err" for e in entries]
+            + [_fmt(e["output_bytes"] / 1000, ".0f") if e and _ok(e) else "-" for e in entries]
+        )
+    if complete:
+        columns = list(zip(*complete, strict=True))
+        rows.append(
+            [f"all {len(complete)} (geomean MP/s, total KB)"]
+            + [_fmt(geomean([e["mp_per_s"] for e in column]), ".0f") for column in columns]
+            + [_fmt(sum(e["output_bytes"] for e in column) / 1000, ".0f") for column in columns]
+        )
+    return rows
+
+
 QUALITY_HEADER = [
     "image",
     "ours-set worst vs libvips",
@@ -828,6 +872,15 @@ def render_reports(
         sections.append(
             ("Other images (CPU ms, medians)", IMAGE_HEADER, _image_rows(others, summary, ratios))
         )
+    for title, group in (("JPEG photos >= 4 MP", photos), ("other images", others)):
+        if group:
+            sections.append(
+                (
+                    f"Throughput and output size, {title} (source MP per CPU second; KB)",
+                    THROUGHPUT_HEADER,
+                    _throughput_rows(group, summary),
+                )
+            )
     sections.append(
         (
             "Quality (PSNR differences; positive = ours better)",
