@@ -85,7 +85,12 @@ class ImageInfo:
     group: str  # "photo" (JPEG >= 4 MP), "synthetic" or "other"
 
 
-def describe(path: Path, *, synthetic: bool = False) -> ImageInfo | None:
+def describe(path: Path, *, synthetic: bool = False, root: Path | None = None) -> ImageInfo | None:
+    """What the benchmark needs to know of one image; None when Pillow cannot read it.
+
+    Its name is its path below `root` (images in subfolders of `--images` may share a
+    file name), else its file name.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -93,7 +98,7 @@ def describe(path: Path, *, synthetic: bool = False) -> ImageInfo | None:
             fmt = "JPEG" if im.format == "MPO" else str(im.format)
             orientation = im.getexif().get(0x0112, 1) if fmt == "JPEG" else 1
             info = ImageInfo(
-                name=path.name,
+                name=path.relative_to(root).as_posix() if root is not None else path.name,
                 path=str(path),
                 format=fmt,
                 width=im.width,
@@ -121,7 +126,14 @@ def default_images_dir(repo: Path = REPO) -> Path:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    """The images in `folder` and its subfolders (hidden ones skipped), in name order."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def sample_images(cache: Path) -> list[Path]:
@@ -189,10 +201,11 @@ def select_images(args: argparse.Namespace, cache: Path) -> tuple[list[ImageInfo
         paths, source = _image_files(folder), str(folder)
     else:
         paths, source = sample_images(cache), "imgpipe.local.samples"
+        folder = cache / "samples"
     if args.quick:
         preferred = [p for p in paths if p.name in QUICK_PREFERRED]
         paths = (preferred or paths)[: args.quick_images]
-    infos = [info for info in (describe(p) for p in paths) if info is not None]
+    infos = [info for info in (describe(p, root=folder) for p in paths) if info is not None]
     if args.synthetic:
         synthetic = describe(synthetic_50mp(cache), synthetic=True)
         if synthetic is not None:
@@ -210,9 +223,9 @@ def _worker_env() -> dict[str, str]:
     return os.environ | {"VIPS_CONCURRENCY": "1", "PYTHONPATH": str(REPO)}
 
 
-def run_once(candidate: str, image: Path, outputs: Path | None) -> dict[str, Any]:
+def run_once(candidate: str, image: ImageInfo, outputs: Path | None) -> dict[str, Any]:
     """A fresh process for one (candidate, image): peak RSS and the outputs."""
-    command = [sys.executable, "-m", "benchmarks.worker", "once", candidate, str(image)]
+    command = [sys.executable, "-m", "benchmarks.worker", "once", candidate, image.path]
     if outputs is not None:
         command += ["--outputs", str(outputs)]
     proc = subprocess.run(
@@ -228,7 +241,7 @@ def run_once(candidate: str, image: Path, outputs: Path | None) -> dict[str, Any
     if proc.returncode != 0 or not lines:
         return {"candidate": candidate, "image": image.name, "error": proc.stderr.strip()[-300:]}
     result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    return result | {"image": image.name}
 
 
 class TimingWorker:
@@ -249,10 +262,10 @@ class TimingWorker:
             text=True,
         )
 
-    def time(self, image: Path, runs: int) -> dict[str, Any]:
+    def time(self, image: ImageInfo, runs: int) -> dict[str, Any]:
         assert self.process.stdin is not None
         assert self.process.stdout is not None
-        self.process.stdin.write(json.dumps({"image": str(image), "runs": runs}) + "\n")
+        self.process.stdin.write(json.dumps({"image": image.path, "runs": runs}) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
@@ -262,7 +275,7 @@ class TimingWorker:
             self.process = self._start()
             return {"candidate": self.candidate, "image": image.name, "error": f"exit {code}"}
         result: dict[str, Any] = json.loads(line)
-        return result
+        return result | {"image": image.name}
 
     def close(self) -> None:
         if self.process.stdin is not None:
@@ -319,7 +332,7 @@ def measure(images: list[ImageInfo], candidates: list[str], rounds: int, runs: i
             keep = Path(tmp) / info.name
             for candidate in rotated(candidates, image_index):
                 progress.update(task, description=f"memory {info.name[:24]} {candidate}")
-                memory.append(run_once(candidate, Path(info.path), keep / candidate))
+                memory.append(run_once(candidate, info, keep / candidate))
                 progress.advance(task)
             progress.update(task, description=f"quality {info.name[:24]}")
             quality[info.name] = score_outputs(info, keep, candidates)
@@ -333,7 +346,7 @@ def measure(images: list[ImageInfo], candidates: list[str], rounds: int, runs: i
                     for candidate in rotated(candidates, round_index + image_index):
                         label = f"round {round_index + 1}/{rounds} {info.name[:24]} {candidate}"
                         progress.update(task, description=label)
-                        record = workers[candidate].time(Path(info.path), runs)
+                        record = workers[candidate].time(info, runs)
                         record["round"] = round_index
                         timing.append(record)
                         progress.advance(task)

@@ -40,7 +40,9 @@ def _run_benchmark(tmp_path: Path) -> tuple[dict[str, Any], Path]:
     images, out = tmp_path / "images", tmp_path / "results"
     images.mkdir()
     _sideways_jpeg(images / "sideways.jpg")
-    _transparent_png(images / "logo.png")
+    # In a subfolder: --images takes a whole tree, and names images by their path in it.
+    (images / "brand").mkdir()
+    _transparent_png(images / "brand" / "logo.png")
     proc = subprocess.run(
         [
             sys.executable,
@@ -68,7 +70,8 @@ def _run_benchmark(tmp_path: Path) -> tuple[dict[str, Any], Path]:
 def test_given_two_tiny_images_when_benchmarked_then_result_files_are_well_formed(
     tmp_path: Path,
 ) -> None:
-    # Given two tiny generated images / When the quick benchmark runs over them
+    # Given two tiny generated images, one in a subfolder / When the quick benchmark runs
+    # over their folder
     result, out = _run_benchmark(tmp_path)
 
     # Then the JSON names both images and every candidate that could run ...
@@ -77,9 +80,9 @@ def test_given_two_tiny_images_when_benchmarked_then_result_files_are_well_forme
         expected |= {"libvips-300", "libvips-set"}
     floors = {"floor-300", "floor-set"}
     assert result["schema"] == 1
-    assert {i["name"] for i in result["images"]} == {"sideways.jpg", "logo.png"}
+    assert {i["name"] for i in result["images"]} == {"sideways.jpg", "brand/logo.png"}
     assert set(result["settings"]["candidates"]) == expected
-    for name in ("sideways.jpg", "logo.png"):
+    for name in ("sideways.jpg", "brand/logo.png"):
         per = result["summary"][name]
         assert set(per) == expected | floors
         for candidate, entry in per.items():
@@ -98,12 +101,12 @@ def test_given_two_tiny_images_when_benchmarked_then_result_files_are_well_forme
         assert {"thumb_speedup_vs_seed", "thumb_vs_floor", "set_vs_floor"} <= set(
             result["ratios"][name]
         )
-    assert len(result["summary"]["logo.png"]["imgpipe-set"]["outputs"]) == 6
+    assert len(result["summary"]["brand/logo.png"]["imgpipe-set"]["outputs"]) == 6
 
     # ... the correctness checks see what the seed gets wrong and the core gets right ...
     checks = result["correctness"]
     assert checks["seed"]["orientation_ok"]["failed"] == ["sideways.jpg"]
-    assert checks["seed"]["alpha_ok"]["failed"] == ["logo.png"]
+    assert checks["seed"]["alpha_ok"]["failed"] == ["brand/logo.png"]
     for candidate in ("imgpipe-300", "imgpipe-set"):
         assert checks[candidate]["orientation_ok"] == {
             "passed": 1,
