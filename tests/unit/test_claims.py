@@ -15,7 +15,8 @@ TABLE = "claims"
 
 
 @pytest.fixture
-def table() -> Iterator[ClaimTable]:
+def dynamodb() -> Iterator[Any]:
+    """A client of an emulated DynamoDB holding an empty claims table."""
     with mock_aws():
         client: Any = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(
@@ -24,7 +25,12 @@ def table() -> Iterator[ClaimTable]:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        yield ClaimTable(client, TABLE)
+        yield client
+
+
+@pytest.fixture
+def table(dynamodb: Any) -> ClaimTable:
+    return ClaimTable(dynamodb, TABLE)
 
 
 def event(sequencer: str, version: str = "v1") -> SourceIdentity:
@@ -62,45 +68,31 @@ def test_same_sequencer_for_another_object_is_treated_as_newer(table: ClaimTable
     assert table.claim(event("10", "v2"), "exec-2").outcome == "claimed"
 
 
-def test_expired_lease_of_an_unfinished_claim_can_be_taken_over() -> None:
-    with mock_aws():
-        client: Any = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        # Given a claim whose lease is already over (its execution died)
-        ClaimTable(client, TABLE, lease_s=-1).claim(event("10"), "exec-1")
-        table = ClaimTable(client, TABLE)
-        # When the event is delivered again, Then the new execution takes the key
-        assert table.claim(event("10"), "exec-2").outcome == "claimed"
-        # But a finished claim is never taken over by the same event
-        table.finish(event("10"), "exec-2", DONE)
-        assert table.claim(event("10"), "exec-3").outcome == "duplicate"
+def test_expired_lease_of_an_unfinished_claim_can_be_taken_over(dynamodb: Any) -> None:
+    # Given a claim whose lease is already over (its execution died)
+    ClaimTable(dynamodb, TABLE, lease_s=-1).claim(event("10"), "exec-1")
+    table = ClaimTable(dynamodb, TABLE)
+    # When the event is delivered again, Then the new execution takes the key
+    assert table.claim(event("10"), "exec-2").outcome == "claimed"
+    # But a finished claim is never taken over by the same event
+    table.finish(event("10"), "exec-2", DONE)
+    assert table.claim(event("10"), "exec-3").outcome == "duplicate"
 
 
-def test_given_a_function_that_makes_the_client_then_it_runs_once_at_the_first_call() -> None:
-    with mock_aws():
-        client: Any = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        made: list[Any] = []
+def test_given_a_function_that_makes_the_client_then_it_runs_once_at_the_first_call(
+    dynamodb: Any,
+) -> None:
+    made: list[Any] = []
 
-        def connect() -> Any:
-            made.append(client)
-            return client
+    def connect() -> Any:
+        made.append(dynamodb)
+        return dynamodb
 
-        # Given a table given a function that makes its client
-        table = ClaimTable(connect, TABLE)
-        assert made == []
-        # When it claims a key and checks the claim
-        table.claim(event("10"), "exec-1")
-        assert table.holds(event("10"), "exec-1")
-        # Then the client was made by the first call and kept
-        assert made == [client]
+    # Given a table handed a function that makes its client, not a client
+    table = ClaimTable(connect, TABLE)
+    assert made == []
+    # When it claims a key and checks the claim
+    table.claim(event("10"), "exec-1")
+    assert table.holds(event("10"), "exec-1")
+    # Then the client was made by the first call and kept
+    assert made == [dynamodb]
