@@ -109,7 +109,7 @@ _JPEG_PROGRESSIVE_MIN_PIXELS = 200_000
 
 # Pillow allocates pixels in blocks of up to 16 MiB and by default hands every freed
 # block back to the C allocator, which returns large ones to the kernel: each render
-# then page-faults its decode in again (~40 ms of kernel time for a 24 MP decode, 4-7 %
+# then page-faults its decode in again (~45 ms of kernel time for a 24 MP decode, 4-5 %
 # of the default set). Keeping this many freed blocks for the next image of a warm
 # process avoids that. It does not raise the peak: kept blocks are reused before any
 # new one is allocated. PILLOW_BLOCKS_MAX in the environment still wins.
