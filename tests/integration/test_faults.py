@@ -154,8 +154,10 @@ def backoff_bounds(retrier: dict[str, Any], retries: int) -> list[float]:
 
 
 def assert_backoff(
-    waits: WaitRecorder, jitter: JitterProbe, retrier: dict[str, Any], retries: int
+    waits: WaitRecorder, jitter: JitterProbe, retrier: dict[str, Any] | None, retries: int
 ) -> None:
+    """The waits between attempts follow `retrier`, which the state must have."""
+    assert retrier is not None
     bounds = backoff_bounds(retrier, retries)
     assert len(waits.calls) == retries, waits.calls
     # Full jitter: each wait is drawn from [0, bound] and the bounds grow exponentially.
@@ -377,9 +379,7 @@ def test_transient_s3_fault_is_retried_with_backoff_and_the_upload_is_processed(
     assert scheduled(record) == {name: 3 if name == site.state else 1 for name in TASKS}
     assert task_errors(record, site.state) == ["TransientError", "TransientError"]
     # And the two waits follow the TransientError retrier's jittered exponential schedule
-    retrier = deployed.retrier(site.state, "TransientError")
-    assert retrier is not None
-    assert_backoff(waits, jitter, retrier, retries=2)
+    assert_backoff(waits, jitter, deployed.retrier(site.state, "TransientError"), retries=2)
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -398,9 +398,7 @@ def test_transient_s3_fault_through_every_retry_but_the_last_still_succeeds(
     assert log.failed == retries
     assert_processed(cloud, record)
     assert scheduled(record)[site.state] == retries + 1
-    retrier = deployed.retrier(site.state, "TransientError")
-    assert retrier is not None
-    assert_backoff(waits, jitter, retrier, retries=retries)
+    assert_backoff(waits, jitter, deployed.retrier(site.state, "TransientError"), retries=retries)
 
 
 @pytest.mark.parametrize("fault", TRANSIENT_FAULTS)
@@ -428,9 +426,9 @@ def test_persistent_s3_fault_fails_the_execution_in_its_task_and_leaves_no_manif
     assert record.states_entered()[-1] == "PipelineFailed"
     assert scheduled(record)[site.state] == attempts
     assert task_errors(record, site.state) == ["TransientError"] * attempts
-    retrier = deployed.retrier(site.state, "TransientError")
-    assert retrier is not None
-    assert_backoff(waits, jitter, retrier, retries=attempts - 1)
+    assert_backoff(
+        waits, jitter, deployed.retrier(site.state, "TransientError"), retries=attempts - 1
+    )
     # And nothing half-made is left: never a manifest, renditions only if Store failed
     left = outputs(cloud, key)
     assert manifest_of(cloud, key) not in left
@@ -674,9 +672,9 @@ def test_throttled_invoke_is_retried_with_backoff_and_the_upload_is_processed(
     assert scheduled(record)[state] == 3
     # And the throttled attempts never reached the handler
     assert invocations_of(cloud, record, logical) == 1
-    retrier = deployed.retrier(state, "Lambda.TooManyRequestsException")
-    assert retrier is not None
-    assert_backoff(waits, jitter, retrier, retries=2)
+    assert_backoff(
+        waits, jitter, deployed.retrier(state, "Lambda.TooManyRequestsException"), retries=2
+    )
 
 
 def test_persistent_throttling_fails_the_execution_with_the_throttling_error(
@@ -701,9 +699,12 @@ def test_persistent_throttling_fails_the_execution_with_the_throttling_error(
     assert failure_origin(record) == ("Resize", "Lambda.TooManyRequestsException")
     assert scheduled(record)["Resize"] == attempts
     assert invocations_of(cloud, record, logical) == 0
-    retrier = deployed.retrier("Resize", "Lambda.TooManyRequestsException")
-    assert retrier is not None
-    assert_backoff(waits, jitter, retrier, retries=attempts - 1)
+    assert_backoff(
+        waits,
+        jitter,
+        deployed.retrier("Resize", "Lambda.TooManyRequestsException"),
+        retries=attempts - 1,
+    )
     assert outputs(cloud, key) == set()
 
 
@@ -808,9 +809,7 @@ def test_runtime_that_times_out_or_crashes_once_gets_one_more_try(
     assert task_errors(record, state) == [fault.error_type]
     assert_processed(cloud, record)
     assert scheduled(record)[state] == 2
-    retrier = deployed.retrier(state, fault.error_type)
-    assert retrier is not None
-    assert_backoff(waits, jitter, retrier, retries=1)
+    assert_backoff(waits, jitter, deployed.retrier(state, fault.error_type), retries=1)
 
 
 @pytest.mark.parametrize("state", TASKS)
