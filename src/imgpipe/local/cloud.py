@@ -170,30 +170,15 @@ class EventBridgeBridge:
             return
         from moto.events.models import events_backends
 
-        event = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "Object Deleted",
-            "source": "aws.s3",
-            "account": account,
-            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": bucket.region_name,
-            "resources": [bucket.arn],
-            "detail": {
-                "version": "0",
-                "bucket": {"name": bucket.name},
-                "object": {
-                    "key": key,
-                    "version-id": marker_version,
-                    "sequencer": f"{_MOTO_SEQUENCER:016x}",
-                },
-                "request-id": uuid.uuid4().hex[:16].upper(),
-                "requester": account,
-                "source-ip-address": "127.0.0.1",
-                "reason": "DeleteObject",
-                "deletion-type": "Delete Marker Created",
-            },
-        }
+        event = _s3_event(
+            "Object Deleted",
+            account=account,
+            region=bucket.region_name,
+            bucket=bucket.name,
+            obj={"key": key, "version-id": marker_version, "sequencer": f"{_MOTO_SEQUENCER:016x}"},
+            reason="DeleteObject",
+            extra_detail={"deletion-type": "Delete Marker Created"},
+        )
         for bus in events_backends[account][bucket.region_name].event_buses.values():
             for rule in bus.rules.values():
                 rule.send_to_targets(event, transform_input=False)  # type: ignore[arg-type]
@@ -224,6 +209,39 @@ class EventBridgeBridge:
                     msg = f"no execution was started for s3://{bucket}/{key}"
                     raise TimeoutError(msg)
                 self._changed.wait(remaining)
+
+
+def _s3_event(
+    detail_type: str,
+    *,
+    account: str,
+    region: str,
+    bucket: str,
+    obj: dict[str, Any],
+    reason: str,
+    extra_detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An S3 event in the shape EventBridge delivers it (AWS's documented envelope)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": account,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": obj,
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": account,
+            "source-ip-address": "127.0.0.1",
+            "reason": reason,
+        }
+        | (extra_detail or {}),
+    }
 
 
 def _is_state_machine(arn: str) -> bool:
@@ -820,25 +838,14 @@ class LocalCloud:
         }
         if head.get("VersionId") not in (None, "null"):
             obj["version-id"] = head["VersionId"]
-        return {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "Object Created",
-            "source": "aws.s3",
-            "account": ACCOUNT,
-            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": REGION,
-            "resources": [f"arn:aws:s3:::{bucket}"],
-            "detail": {
-                "version": "0",
-                "bucket": {"name": bucket},
-                "object": obj,
-                "request-id": uuid.uuid4().hex[:16].upper(),
-                "requester": ACCOUNT,
-                "source-ip-address": "127.0.0.1",
-                "reason": "PutObject",
-            },
-        }
+        return _s3_event(
+            "Object Created",
+            account=ACCOUNT,
+            region=REGION,
+            bucket=bucket,
+            obj=obj,
+            reason="PutObject",
+        )
 
     def matches_rule(self, event: dict[str, Any]) -> bool:
         # moto does not implement the TestEventPattern API; its rule matcher is the
