@@ -4,6 +4,7 @@
     imgpipe local up    serve the local cloud on loopback until interrupted
     imgpipe executions  list recent executions (local or AWS)
     imgpipe trace       what happened to one upload (local or AWS)
+    imgpipe redrive     run the failed executions of a time window again
 
 `demo` and `local up` deploy template.yaml into moto's AWS emulation on 127.0.0.1,
 with every Lambda function in its own worker process.

@@ -1,9 +1,10 @@
-"""`imgpipe executions` and `imgpipe trace`: what happened to an upload.
+"""`imgpipe executions` and `imgpipe trace`: what happened to an upload; `imgpipe redrive`.
 
     imgpipe executions [--limit 20] [--status FAILED] [--json]
     imgpipe trace s3://bucket/key | EXECUTION_ARN [--latest] [--scan 1000] [--full] [--json]
+    imgpipe redrive [--since 24h] [--until now] [--status FAILED] [--dry-run] [--json]
 
-Both find the state machine from `--state-machine`, `--stack` (its
+All find the state machine from `--state-machine`, `--stack` (its
 `StateMachineArn` output) or the single machine named `*imagepipeline*`, and use
 the standard AWS configuration (`--profile`/`--region`/`--endpoint-url` or the
 AWS_* environment), so they work against the local emulator and a real account.
@@ -15,6 +16,7 @@ import argparse
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import (
@@ -31,7 +33,7 @@ from botocore.exceptions import (
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-from imgpipe.ops import aws
+from imgpipe.ops import aws, redrive
 from imgpipe.ops.errors import OpsError
 from imgpipe.ops.history import (
     STOPPED_STATUSES,
@@ -41,7 +43,7 @@ from imgpipe.ops.history import (
     parse_s3_uri,
     summarize,
 )
-from imgpipe.ops.render import DEFAULT_CLIP, executions_table, timeline_view
+from imgpipe.ops.render import DEFAULT_CLIP, executions_table, timeline_view, timestamp
 
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 EXIT_OK = 0
@@ -74,8 +76,15 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+def _when(text: str) -> redrive.When:
+    try:
+        return redrive.parse_when(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `executions` and `trace`; each sets `handler(args) -> exit code`."""
+    """Add `executions`, `trace` and `redrive`; each sets `handler(args) -> exit code`."""
     common = _common_options()
     listing = subparsers.add_parser(
         "executions",
@@ -117,6 +126,35 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     trace.set_defaults(handler=trace_command)
 
+    again = subparsers.add_parser(
+        "redrive",
+        parents=[common],
+        help="run the failed executions of a time window again",
+        description="Redrive (RedriveExecution, from the failed state) each execution that "
+        "stopped in the window, or, where it cannot be redriven, start a new execution "
+        "with the same input, named <original>-redrive-<time>. Try --dry-run first.",
+    )
+    again.add_argument(
+        "--since",
+        type=_when,
+        metavar="WHEN",
+        help="window start, on the stop time: 30m, 2h, 1d, or ISO 8601 (default 24h)",
+    )
+    again.add_argument(
+        "--until", type=_when, metavar="WHEN", help="window end, same forms (default now)"
+    )
+    again.add_argument(
+        "--status",
+        type=str.upper,
+        choices=redrive.REDRIVE_STATUSES,
+        action="append",
+        help="which stopped executions (default FAILED; repeat for several)",
+    )
+    again.add_argument(
+        "--dry-run", action="store_true", help="list what would be done and do nothing"
+    )
+    again.set_defaults(handler=redrive_command)
+
 
 # -- handlers ----------------------------------------------------------------------
 
@@ -127,6 +165,10 @@ def executions_command(args: argparse.Namespace) -> int:
 
 def trace_command(args: argparse.Namespace) -> int:
     return _guarded("trace", _trace, args)
+
+
+def redrive_command(args: argparse.Namespace) -> int:
+    return _guarded("redrive", _redrive, args)
 
 
 Command = Callable[[argparse.Namespace, Console, Console], int]
@@ -291,3 +333,51 @@ def _trace(args: argparse.Namespace, out: Console, err: Console) -> int:
     for timeline in timelines:
         out.print(timeline_view(timeline, full=args.full))
     return EXIT_OK
+
+
+def _redrive(args: argparse.Namespace, out: Console, err: Console) -> int:
+    now = datetime.now(UTC)
+    try:
+        span = redrive.window(args.since, args.until, now)
+    except ValueError as error:
+        raise OpsError(str(error)) from None
+    statuses = tuple(dict.fromkeys(args.status or ["FAILED"]))
+    clients = _clients(args)
+    machine = _state_machine(args, clients)
+    with _progress(err, "redriving" if not args.dry_run else "planning", None) as advance:
+        outcomes = redrive.run(
+            clients.sfn,
+            machine,
+            span,
+            statuses=statuses,
+            dry_run=args.dry_run,
+            now=now,
+            progress=advance,
+        )
+    code = EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_ERROR
+    if args.json:
+        document = [outcome.to_dict() for outcome in outcomes]
+        out.file.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        return code
+    which = "/".join(statuses)
+    between = f"stopped between {timestamp(span.since, millis=False)} and " + timestamp(
+        span.until, millis=False
+    )
+    if not outcomes:
+        out.print(f"no {which} executions of {machine} {between}", markup=False, highlight=False)
+        return code
+    plural = "" if len(outcomes) == 1 else "s"
+    dry = " (dry run: nothing was started)" if args.dry_run else ""
+    title = (
+        f"{len(outcomes)} {which} execution{plural} of {machine.rsplit(':', 1)[-1]} {between}{dry}"
+    )
+    out.print(redrive.outcomes_view(outcomes, title))
+    failed = [outcome for outcome in outcomes if not outcome.ok]
+    if failed:
+        err.print(
+            f"imgpipe redrive: {len(failed)} of {len(outcomes)} could not be run again",
+            markup=False,
+            highlight=False,
+            style="red",
+        )
+    return code
