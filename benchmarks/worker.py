@@ -105,8 +105,9 @@ def thumb_settings() -> Any:
 def default_settings() -> Any:
     from imgpipe.config import resize_config
 
-    # The defaults the template gives; only the two required names need a value.
-    settings = resize_config({"OUTPUT_BUCKET": "bench-output", "STATE_TABLE": "bench"}).render
+    # The defaults the template gives; only the required names need a value.
+    env = {"OUTPUT_BUCKET": "bench-output", "STATE_TABLE": "bench", "INPUT_BUCKET": "bench-input"}
+    settings = resize_config(env).render
     method = os.environ.get(WEBP_METHOD_ENV)
     if method:
         settings = dataclasses.replace(settings, webp_method=int(method))

@@ -10,16 +10,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgpipe.claims import ClaimTable
-from imgpipe.config import forget_config
+from imgpipe.config import folder_config
 from imgpipe.events import parse_s3_event
 from imgpipe.stages.forget import forget_upload
 from imgpipe.storage import ObjectStore
-from imgpipe.telemetry import correlate, count_outcome, handler_tracer, report_errors
+from imgpipe.telemetry import correlate, count_outcome, handler_tracer, lease_of, report_errors
 
 logger = Logger()
 metrics = Metrics()
 tracer = handler_tracer()
-CONFIG = forget_config()
+CONFIG = folder_config()
 # The clients are made by the first invocation that calls AWS, then reused while the
 # execution environment lives: init does not pay for them.
 STORE = ObjectStore(lambda: boto3.client("s3"))
@@ -35,7 +35,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger, event, bucket=deletion.bucket, key=deletion.key, version_id=deletion.version_id
     )
     with report_errors(metrics, logger):
-        outcome = forget_upload(STORE, deletion, CONFIG.output, CLAIMS, event["execution"])
+        outcome = forget_upload(
+            STORE, deletion, CONFIG, CLAIMS, event["execution"], lease_s=lease_of(context)
+        )
     count_outcome(metrics, outcome.status, outcome.reason)
     if outcome.status == "deleted":
         metrics.add_metric(name="ImagesDeleted", unit=MetricUnit.Count, value=1)

@@ -18,6 +18,7 @@ from imgpipe.telemetry import (
     correlate,
     count_outcome,
     handler_tracer,
+    lease_of,
     record_rendering,
     report_errors,
 )
@@ -42,7 +43,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     timer = StageTimer(tracer)
     with report_errors(metrics, logger):
         result = render_upload(
-            STORE, source, image, CONFIG, CLAIMS, event["execution"], span=timer.span
+            STORE,
+            source,
+            image,
+            CONFIG,
+            CLAIMS,
+            event["execution"],
+            lease_s=lease_of(context),
+            span=timer.span,
         )
     count_outcome(metrics, result.status, result.reason)
     if result.status == "rendered":

@@ -9,16 +9,16 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgpipe.claims import ClaimTable
-from imgpipe.config import store_config
+from imgpipe.config import folder_config
 from imgpipe.messages import RenditionRecord, SourceRef, facts_from_dict
 from imgpipe.stages.store import store_manifest
 from imgpipe.storage import ObjectStore
-from imgpipe.telemetry import correlate, count_outcome, handler_tracer, report_errors
+from imgpipe.telemetry import correlate, count_outcome, handler_tracer, lease_of, report_errors
 
 logger = Logger()
 metrics = Metrics()
 tracer = handler_tracer()
-CONFIG = store_config()
+CONFIG = folder_config()
 # The clients are made by the first invocation that calls AWS, then reused while the
 # execution environment lives: init does not pay for them.
 STORE = ObjectStore(lambda: boto3.client("s3"))
@@ -40,8 +40,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             source,
             image,
             renditions,
+            CLAIMS,
             execution=event["execution"],
-            claims=CLAIMS,
+            lease_s=lease_of(context),
         )
     count_outcome(metrics, outcome.status, outcome.reason)
     logger.info("stored", extra={"manifest": outcome.manifest})

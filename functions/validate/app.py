@@ -14,7 +14,7 @@ from imgpipe.config import validate_config
 from imgpipe.events import parse_s3_event
 from imgpipe.stages.validate import validate_upload
 from imgpipe.storage import ObjectStore
-from imgpipe.telemetry import correlate, count_outcome, handler_tracer, report_errors
+from imgpipe.telemetry import correlate, count_outcome, handler_tracer, lease_of, report_errors
 
 logger = Logger()
 metrics = Metrics()
@@ -33,7 +33,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     upload = parse_s3_event(event["event"])
     correlate(logger, event, bucket=upload.bucket, key=upload.key, version_id=upload.version_id)
     with report_errors(metrics, logger):
-        verdict = validate_upload(STORE, upload, CONFIG.limits, CLAIMS, event["execution"])
+        verdict = validate_upload(
+            STORE, upload, CONFIG, CLAIMS, event["execution"], lease_s=lease_of(context)
+        )
     count_outcome(metrics, verdict.status, verdict.reason)
     metrics.add_metric(
         name="HeaderBytesRead", unit=MetricUnit.Bytes, value=verdict.header_bytes_read

@@ -1,48 +1,59 @@
-"""At-least-once delivery made safe: one DynamoDB item per source key.
+"""One DynamoDB item per source key: claims against duplicate events, and a lock.
 
-EventBridge may deliver an event twice, and events for one key may arrive out of order.
-Each execution *claims* its source key with a conditional write before doing any work:
+EventBridge may deliver an event twice and events for one key may arrive in any order.
+The item does two jobs (docs/delivery.md has the design and the argument):
 
-* no item yet, or the item's sequencer is older than the event's: the claim succeeds
-  (a newer upload takes over the key);
-* same sequencer and same object (version id and ETag), held by another execution that
-  is still working or has finished: a **duplicate** delivery, skipped;
-* same sequencer, held by an execution whose lease ran out (it crashed or failed): the
-  claim is taken over, so a redelivered event can finish the job;
-* the item's sequencer is newer: the event is **superseded**, skipped.
+**Claims** make a duplicate delivery do nothing. Validate claims the key for the
+object it is about to render (version id + ETag) and the event that asked for it
+(its S3 sequencer). The claim is refused -- a *duplicate* -- when the item already
+names the same object and either that object was finished (rendered or rejected) or
+the same event holds a live claim on it in another execution. Any other claim takes
+the key over, whatever the sequencers say: which object is current is decided by S3
+itself inside the lock below, not by event order, so a forged or replayed event can
+never make the key refuse later uploads. Resize and store check they still hold the
+claim; an execution whose claim was taken over stops before writing.
 
-Resize checks the claim is still held before it uploads, and store before it writes the
-manifest, so an older execution that lost its key to a newer upload stops instead of
-overwriting the newer renditions. The window left is the time between that check and
-the uploads themselves (milliseconds); the newer execution's own writes come after it.
+**The lock** serialises every write to a key's output folder (resize's uploads,
+store's manifest, forget's and a rejection's removals). A holder writes only after
+re-reading the source's current state from S3 inside the lock, so the writes to a
+folder happen one section at a time, each for the state S3 showed at its start. A
+lock is a lease that ends at the holder's Lambda deadline plus a margin: Lambda
+stops a function at its timeout, so no holder can still be writing when its lease
+runs out and another takes the lock.
 
-S3 sequencers are hexadecimal strings of varying length that compare as numbers once
-padded to the same length (S3 documentation); they are stored left-padded so
-DynamoDB's string comparison orders them. The local emulator uses one constant
-sequencer; two different objects with the same sequencer are treated as a newer
-upload (last writer wins), never as duplicates.
+S3 sequencers are hexadecimal strings of varying length that compare as numbers
+once padded to the same length (S3 documentation); they are stored left-padded.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
-from imgpipe.errors import TransientError
+from imgpipe.errors import KeyBusy, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 else:
     DynamoDBClient = Any
 
-CLAIMED, DONE, DELETED = "claimed", "done", "deleted"
+ClaimState = Literal["claimed", "done", "rejected", "deleted"]
+CLAIMED: ClaimState = "claimed"
+DONE: ClaimState = "done"
+REJECTED: ClaimState = "rejected"
+DELETED: ClaimState = "deleted"
 _SEQUENCER_WIDTH = 40
 # Items outlive any event EventBridge could still deliver (its maximum event age is 24 h).
 _RETENTION_S = 7 * 24 * 3600
+# Lambda hosts keep their clocks within milliseconds of each other (NTP); a lease
+# outlives its holder's deadline by this much so clock skew cannot hand it over early.
+LOCK_MARGIN_S = 10.0
 _TRANSIENT = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -71,25 +82,45 @@ class SourceIdentity:
 
     @property
     def pk(self) -> str:
-        # Bucket names cannot contain "/", so this cannot collide across buckets.
-        return f"{self.bucket}/{self.key}"
+        return key_id(self.bucket, self.key)
 
     @property
     def object_id(self) -> str:
-        return f"{self.version_id or ''}|{(self.etag or '').strip(chr(34))}"
+        return object_id(self.version_id, self.etag)
+
+
+def key_id(bucket: str, key: str) -> str:
+    # Bucket names cannot contain "/", so this cannot collide across buckets.
+    return f"{bucket}/{key}"
+
+
+def object_id(version_id: str | None, etag: str | None) -> str:
+    return f"{version_id or ''}|{(etag or '').strip(chr(34))}"
 
 
 @dataclass(frozen=True)
 class Claim:
-    outcome: str  # claimed | duplicate | superseded
+    outcome: Literal["claimed", "duplicate"]
     holder: str | None = None
 
 
+@dataclass(frozen=True)
+class KeyRecord:
+    """What the item says about a key: the last claim and whether it is still live."""
+
+    object_id: str
+    state: str
+    execution: str
+    live: bool
+
+
 class ClaimTable:
-    """The claims of one table.
+    """The claims and locks of one table.
 
     `client` is a DynamoDB client, or a function without arguments that makes one at
     the first call (as `ObjectStore` takes its S3 client); it is kept after that.
+    `lock_wait_s` is how long `locked` waits for another holder before it raises
+    `KeyBusy` for the state machine to retry; `sleep` is injectable for tests.
     """
 
     def __init__(
@@ -98,11 +129,15 @@ class ClaimTable:
         table: str,
         *,
         lease_s: int = 900,
+        lock_wait_s: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._connect: Callable[[], DynamoDBClient] = client if callable(client) else lambda: client
         self._client: DynamoDBClient | None = None
         self._table = table
         self._lease_s = lease_s
+        self._lock_wait_s = lock_wait_s
+        self._sleep = sleep
 
     @property
     def client(self) -> DynamoDBClient:
@@ -111,43 +146,47 @@ class ClaimTable:
             self._client = self._connect()
         return self._client
 
-    def claim(self, source: SourceIdentity, execution: str, *, state: str = CLAIMED) -> Claim:
+    # ------------------------------------------------------------------ claims
+    def claim(self, source: SourceIdentity, execution: str, *, force: bool = False) -> Claim:
+        """Claim the key for `source`; `force` takes it even from a finished claim.
+
+        Forced claims re-render an object that is current again (forget found its
+        outputs missing or stale), which a finished claim on it would otherwise refuse.
+        """
         now = int(time.time())
+        condition = (
+            "attribute_not_exists(obj) OR obj <> :obj OR exe = :exe OR "
+            "(st = :claimed AND (seq <> :seq OR lease < :now))"
+        )
+        values: dict[str, Any] = {
+            ":seq": {"S": normalise_sequencer(source.sequencer)},
+            ":obj": {"S": source.object_id},
+            ":exe": {"S": execution},
+            ":claimed": {"S": CLAIMED},
+            ":lease": {"N": str(now + self._lease_s)},
+            ":expires": {"N": str(now + _RETENTION_S)},
+        }
+        kwargs: dict[str, Any] = {}
+        if not force:
+            values[":now"] = {"N": str(now)}
+            kwargs["ConditionExpression"] = condition
+            kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
-            self.client.put_item(
+            self.client.update_item(
                 TableName=self._table,
-                Item={
-                    "pk": {"S": source.pk},
-                    "seq": {"S": normalise_sequencer(source.sequencer)},
-                    "obj": {"S": source.object_id},
-                    "exe": {"S": execution},
-                    "st": {"S": state},
-                    "lease": {"N": str(now + self._lease_s)},
-                    "expires_at": {"N": str(now + _RETENTION_S)},
-                },
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR seq < :seq OR "
-                    "(seq = :seq AND (exe = :exe OR obj <> :obj OR "
-                    "(st = :claimed AND lease < :now)))"
+                Key={"pk": {"S": source.pk}},
+                UpdateExpression=(
+                    "SET seq = :seq, obj = :obj, exe = :exe, st = :claimed, "
+                    "lease = :lease, expires_at = :expires"
                 ),
-                ExpressionAttributeValues={
-                    ":seq": {"S": normalise_sequencer(source.sequencer)},
-                    ":obj": {"S": source.object_id},
-                    ":exe": {"S": execution},
-                    ":claimed": {"S": CLAIMED},
-                    ":now": {"N": str(now)},
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ExpressionAttributeValues=values,
+                **kwargs,
             )
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code != "ConditionalCheckFailedException":
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise _translate(error) from error
             old = error.response.get("Item") or self._get(source.pk) or {}
-            holder = old.get("exe", {}).get("S")
-            if old.get("seq", {}).get("S", "") > normalise_sequencer(source.sequencer):
-                return Claim("superseded", holder)
-            return Claim("duplicate", holder)
+            return Claim("duplicate", old.get("exe", {}).get("S"))
         return Claim("claimed", execution)
 
     def holds(self, source: SourceIdentity, execution: str) -> bool:
@@ -159,8 +198,8 @@ class ClaimTable:
             and item.get("seq", {}).get("S") == normalise_sequencer(source.sequencer)
         )
 
-    def finish(self, source: SourceIdentity, execution: str, state: str) -> bool:
-        """Mark the claim done (or deleted); False if another execution took the key."""
+    def finish(self, source: SourceIdentity, execution: str, state: ClaimState) -> bool:
+        """Mark the claim done or rejected; False if another execution took the key."""
         try:
             self.client.update_item(
                 TableName=self._table,
@@ -178,6 +217,97 @@ class ClaimTable:
                 return False
             raise _translate(error) from error
         return True
+
+    def forget(self, bucket: str, key: str, execution: str, sequencer: str | None) -> None:
+        """Record that the key has no current object: any render in flight has lost it."""
+        now = int(time.time())
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": key_id(bucket, key)}},
+                UpdateExpression=(
+                    "SET seq = :seq, obj = :none, exe = :exe, st = :deleted, "
+                    "lease = :now, expires_at = :expires"
+                ),
+                ExpressionAttributeValues={
+                    ":seq": {"S": normalise_sequencer(sequencer)},
+                    ":none": {"S": ""},
+                    ":exe": {"S": execution},
+                    ":deleted": {"S": DELETED},
+                    ":now": {"N": str(now)},
+                    ":expires": {"N": str(now + _RETENTION_S)},
+                },
+            )
+        except ClientError as error:
+            raise _translate(error) from error
+
+    def record(self, bucket: str, key: str) -> KeyRecord | None:
+        item = self._get(key_id(bucket, key))
+        if not item or "obj" not in item:
+            return None
+        state = item.get("st", {}).get("S", "")
+        lease = int(item.get("lease", {}).get("N", "0"))
+        return KeyRecord(
+            object_id=item["obj"]["S"],
+            state=state,
+            execution=item.get("exe", {}).get("S", ""),
+            live=state == CLAIMED and lease >= int(time.time()),
+        )
+
+    # ------------------------------------------------------------------ lock
+    @contextmanager
+    def locked(self, bucket: str, key: str, *, lease_s: float) -> Iterator[None]:
+        """Hold the key's output-folder lock for the block; `lease_s` is the holder's
+        remaining lifetime (its Lambda deadline), the margin is added here."""
+        pk = key_id(bucket, key)
+        token = uuid.uuid4().hex
+        self._acquire(pk, token, lease_s + LOCK_MARGIN_S)
+        try:
+            yield
+        finally:
+            self._release(pk, token)
+
+    def _acquire(self, pk: str, token: str, lease_s: float) -> None:
+        deadline = time.monotonic() + self._lock_wait_s
+        pause = 0.05
+        while True:
+            now_ms = int(time.time() * 1000)
+            try:
+                self.client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": pk}},
+                    UpdateExpression="SET lk = :me, lku = :until",
+                    ConditionExpression="attribute_not_exists(lk) OR lku < :now OR lk = :me",
+                    ExpressionAttributeValues={
+                        ":me": {"S": token},
+                        ":until": {"N": str(now_ms + int(lease_s * 1000))},
+                        ":now": {"N": str(now_ms)},
+                    },
+                )
+                return
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise _translate(error) from error
+            if time.monotonic() >= deadline:
+                msg = f"another execution is writing the outputs of {pk}; retry later"
+                raise KeyBusy(msg)
+            self._sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _release(self, pk: str, token: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": pk}},
+                UpdateExpression="REMOVE lk, lku",
+                ConditionExpression="lk = :me",
+                ExpressionAttributeValues={":me": {"S": token}},
+            )
+        except ClientError as error:
+            # Not ours any more: the lease ran out, which the deadline-sized lease
+            # rules out unless clocks drift by more than the margin. Nothing to undo.
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise _translate(error) from error
 
     def _get(self, pk: str) -> dict[str, Any] | None:
         try:

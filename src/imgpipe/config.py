@@ -107,6 +107,10 @@ class OutputLocation:
 class ValidateConfig:
     limits: Limits
     state_table: str
+    # Events naming any other bucket are refused: the pipeline owns one input bucket.
+    input_bucket: str
+    # A rejected upload clears the outputs of the versions before it.
+    output: OutputLocation
 
 
 @dataclass(frozen=True)
@@ -116,21 +120,19 @@ class ResizeConfig:
     render: RenderSettings
     cache_control: str
     state_table: str
+    input_bucket: str
     # The rule's key prefix on the input bucket; with it, resize can tell whether its
     # outputs could trigger the pipeline again.
     input_prefix: str = ""
 
 
 @dataclass(frozen=True)
-class StoreConfig:
+class FolderConfig:
+    """What store and forget need: where the outputs are, which bucket is the input."""
+
     output: OutputLocation
     state_table: str
-
-
-@dataclass(frozen=True)
-class ForgetConfig:
-    output: OutputLocation
-    state_table: str
+    input_bucket: str
 
 
 def _limits(env: _Env) -> Limits:
@@ -227,9 +229,18 @@ def _quality(env: _Env, name: str, default: int) -> int:
     return value
 
 
+def _output(env: _Env) -> OutputLocation:
+    return OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX"))
+
+
 def validate_config(environ: Mapping[str, str] | None = None) -> ValidateConfig:
     env = _Env(os.environ if environ is None else environ)
-    return ValidateConfig(limits=_limits(env), state_table=env.text("STATE_TABLE"))
+    return ValidateConfig(
+        limits=_limits(env),
+        state_table=env.text("STATE_TABLE"),
+        input_bucket=env.bucket("INPUT_BUCKET"),
+        output=_output(env),
+    )
 
 
 def resize_config(environ: Mapping[str, str] | None = None) -> ResizeConfig:
@@ -254,25 +265,20 @@ def resize_config(environ: Mapping[str, str] | None = None) -> ResizeConfig:
     )
     return ResizeConfig(
         limits=limits,
-        output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX")),
+        output=_output(env),
         render=render,
         cache_control=env.text("CACHE_CONTROL", "public, max-age=31536000"),
         state_table=env.text("STATE_TABLE"),
+        input_bucket=env.bucket("INPUT_BUCKET"),
         input_prefix=env.text("INPUT_KEY_PREFIX", ""),
     )
 
 
-def store_config(environ: Mapping[str, str] | None = None) -> StoreConfig:
+def folder_config(environ: Mapping[str, str] | None = None) -> FolderConfig:
+    """Store's and forget's configuration (they differ only in what they do with it)."""
     env = _Env(os.environ if environ is None else environ)
-    return StoreConfig(
-        output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX")),
+    return FolderConfig(
+        output=_output(env),
         state_table=env.text("STATE_TABLE"),
-    )
-
-
-def forget_config(environ: Mapping[str, str] | None = None) -> ForgetConfig:
-    env = _Env(os.environ if environ is None else environ)
-    return ForgetConfig(
-        output=OutputLocation(env.bucket("OUTPUT_BUCKET"), env.prefix("OUTPUT_PREFIX")),
-        state_table=env.text("STATE_TABLE"),
+        input_bucket=env.bucket("INPUT_BUCKET"),
     )

@@ -11,6 +11,8 @@ Two families:
   status `rejected`; retrying would give the same answer.
 * `TransientError` -- the pipeline could not finish now but may later (throttling,
   5xx). The state machine retries these with backoff and fails when retries run out.
+  `KeyBusy` (another execution is writing the same key's outputs) is retried the same
+  way, for longer.
 
 Anything else is a bug or a misconfiguration and fails the execution.
 """
@@ -81,6 +83,14 @@ class KeyNotRenderable(ImageRejected):
 
 class TransientError(ImgpipeError):
     """A dependency failed in a way that is worth retrying (throttling, 5xx)."""
+
+
+class KeyBusy(ImgpipeError):
+    """Another execution holds the lock on this source key's outputs.
+
+    The state machine retries it with a long backoff: a holder keeps the lock for
+    seconds, and one that died keeps it until its Lambda deadline has passed.
+    """
 
 
 # The names the state machine routes to its rejection path. Kept next to the classes so

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from imgpipe.claims import SourceIdentity
 from imgpipe.errors import InvalidEvent
 from imgpipe.specs import ImageFacts
 
@@ -35,6 +36,16 @@ class SourceRef:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def identity(self) -> SourceIdentity:
+        """The claim identity of this object and the event that asked for it."""
+        return SourceIdentity(self.bucket, self.key, self.sequencer, self.version_id, self.etag)
+
+    def same_object(self, version_id: str | None, etag: str | None) -> bool:
+        """Whether S3's object (by version id, or by ETag without versioning) is this one."""
+        if self.version_id or version_id:
+            return self.version_id == version_id
+        return etag is not None and (self.etag or "").strip('"') == etag.strip('"')
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> SourceRef:
@@ -81,7 +92,9 @@ class RenditionRecord:
 class Outcome:
     """The execution output contract (docs/contracts.md)."""
 
-    status: str  # processed | rejected | deleted | skipped
+    # processed | rejected | deleted | skipped; forget's `rerender` never ends an
+    # execution: the state machine goes on to render the version that is current.
+    status: str
     source: SourceRef
     renditions: tuple[RenditionRecord, ...] = ()
     manifest: dict[str, str] | None = None

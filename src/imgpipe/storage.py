@@ -187,14 +187,23 @@ class ObjectStore:
         except _NETWORK_ERRORS as error:
             raise _network(error, "PutObject") from error
 
-    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+    def list_keys(self, bucket: str, prefix: str, *, direct: bool = False) -> list[str]:
+        """Keys under `prefix`; `direct` keeps only those without a further `/`.
+
+        An output folder holds files only, but another source's folder can sit inside
+        it (`a/cat.jpg/` and `a/cat.jpg/x.png/`): whoever clears or tidies a folder
+        lists it `direct`, or it would remove the other source's outputs too.
+        """
+        extra: dict[str, Any] = {"Delimiter": "/"} if direct else {}
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix
+                Bucket=bucket, Prefix=prefix, **extra
             )
             return [item["Key"] for page in pages for item in page.get("Contents", [])]
         except ClientError as error:
             raise _translate(error, "ListObjectsV2") from error
+        except _NETWORK_ERRORS as error:
+            raise _network(error, "ListObjectsV2") from error
 
     def delete_keys(self, bucket: str, keys: list[str]) -> None:
         # DeleteObjects takes at most 1000 keys per request.

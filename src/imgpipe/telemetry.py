@@ -17,6 +17,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
     from imgpipe.stages.resize import ResizeResult
 
 from imgpipe.errors import ImageRejected
@@ -63,6 +65,12 @@ def correlate(
         source_key=key,
         source_version=version_id,
     )
+
+
+def lease_of(context: LambdaContext) -> float:
+    """Seconds this invocation can still run: Lambda stops it then, so a lock leased
+    for that long (plus the claims table's margin) cannot outlive its holder."""
+    return context.get_remaining_time_in_millis() / 1000
 
 
 def count_outcome(metrics: Metrics, status: str, reason: Mapping[str, str] | None) -> None:

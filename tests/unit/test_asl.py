@@ -28,17 +28,54 @@ def test_rejection_catches_match_the_domain_errors() -> None:
         }
 
 
+def _retrier(state: dict[str, Any], error: str) -> dict[str, Any]:
+    return next(r for r in state["Retry"] if error in r["ErrorEquals"])
+
+
+def _budget(retrier: dict[str, Any]) -> float:
+    """The longest a retrier can wait in all (before full jitter shortens it)."""
+    interval, cap = retrier["IntervalSeconds"], retrier.get("MaxDelaySeconds", 1e9)
+    rate = retrier["BackoffRate"]
+    return sum(min(interval * rate**n, cap) for n in range(retrier["MaxAttempts"]))
+
+
 def test_every_task_retries_transient_faults_with_jittered_backoff() -> None:
     for name, state in TASKS.items():
-        first = state["Retry"][0]
-        assert "TransientError" in first["ErrorEquals"], name
-        assert "Lambda.TooManyRequestsException" in first["ErrorEquals"], name
-        assert first["BackoffRate"] > 1, name
-        assert first["JitterStrategy"] == "FULL", name
-        assert first["MaxDelaySeconds"] <= 60
+        for error in ("TransientError", "Lambda.TooManyRequestsException", "KeyBusy"):
+            retrier = _retrier(state, error)
+            assert retrier["BackoffRate"] > 1, name
+            assert retrier["JitterStrategy"] == "FULL", name
         retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
         assert not retried & set(REJECTION_ERRORS), f"{name} retries rejections"
         assert "States.ALL" not in retried, f"{name} retries everything"
+
+
+def test_lambda_throttling_is_ridden_out_for_minutes() -> None:
+    # A burst drains through resize's reserved concurrency: seconds of backoff would
+    # fail executions that only had to wait
+    for name, state in TASKS.items():
+        throttled = _retrier(state, "Lambda.TooManyRequestsException")
+        assert {
+            "Lambda.ClientExecutionTimeoutException",
+            "Lambda.ServiceException",
+        } <= set(throttled["ErrorEquals"]), name
+        assert _budget(throttled) >= 300, name
+
+
+def test_a_busy_key_is_waited_for_longer_than_any_lock_can_be_held() -> None:
+    # A holder that died keeps the lock until its Lambda deadline (the task timeout
+    # at most) plus the claims table's margin
+    for name, state in TASKS.items():
+        assert _budget(_retrier(state, "KeyBusy")) > 2 * state["TimeoutSeconds"] + 10, name
+
+
+def test_nothing_can_hang() -> None:
+    # Every task gives up on a lost invocation, and so does the execution as a whole
+    for name, state in TASKS.items():
+        assert isinstance(state["TimeoutSeconds"], int), name
+        assert "States.Timeout" in _retrier(state, "Sandbox.Timedout")["ErrorEquals"], name
+    assert 0 < ASL["TimeoutSeconds"] <= 3600
+    assert ASL["TimeoutSeconds"] > max(s["TimeoutSeconds"] for s in TASKS.values())
 
 
 def test_functions_are_only_referenced_through_substitutions() -> None:

@@ -58,6 +58,7 @@ def _resize_config(bucket: str, prefix: str, watched: str) -> ResizeConfig:
         render=RenderSettings(renditions=()),
         cache_control="",
         state_table="t",
+        input_bucket="uploads",
         input_prefix=watched,
     )
 

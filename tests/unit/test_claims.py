@@ -1,4 +1,4 @@
-"""Claims per source key against moto's DynamoDB: ordering, duplicates, leases."""
+"""Claims and locks per source key against moto's DynamoDB: duplicates, takeovers, leases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from imgpipe.claims import DONE, ClaimTable, SourceIdentity, normalise_sequencer
+from imgpipe.claims import (
+    CLAIMED,
+    DELETED,
+    DONE,
+    LOCK_MARGIN_S,
+    REJECTED,
+    ClaimTable,
+    SourceIdentity,
+    normalise_sequencer,
+)
+from imgpipe.errors import KeyBusy
 
 TABLE = "claims"
 
@@ -52,20 +62,44 @@ def test_first_claim_wins_and_a_redelivery_is_a_duplicate(table: ClaimTable) -> 
     assert table.claim(event("10"), "exec-1").outcome == "claimed"
 
 
-def test_newer_event_takes_over_and_older_one_is_superseded(table: ClaimTable) -> None:
-    table.claim(event("10"), "exec-1")
-    assert table.claim(event("20", "v2"), "exec-2").outcome == "claimed"
-    assert not table.holds(event("10"), "exec-1")
-    assert table.holds(event("20", "v2"), "exec-2")
-    assert table.claim(event("10"), "exec-3").outcome == "superseded"
-    # And the old execution cannot mark the key done any more
-    assert table.finish(event("10"), "exec-1", DONE) is False
-
-
-def test_same_sequencer_for_another_object_is_treated_as_newer(table: ClaimTable) -> None:
-    # The local emulator sends one constant sequencer; a new version must still render
-    table.claim(event("10", "v1"), "exec-1")
+def test_another_object_takes_the_key_over_whatever_the_sequencers_say(
+    table: ClaimTable,
+) -> None:
+    # Given a claim made by an event with a (forged) huge sequencer
+    table.claim(event("FFFFFFFFFFFFFFFF", "v1"), "exec-1")
+    # When another object of the key is claimed with an ordinary sequencer
     assert table.claim(event("10", "v2"), "exec-2").outcome == "claimed"
+    # Then it holds the key and the first execution has lost it (S3 decides which
+    # object is current, not event order)
+    assert table.holds(event("10", "v2"), "exec-2")
+    assert not table.holds(event("FFFFFFFFFFFFFFFF", "v1"), "exec-1")
+    assert table.finish(event("FFFFFFFFFFFFFFFF", "v1"), "exec-1", DONE) is False
+
+
+def test_a_finished_object_is_a_duplicate_until_forced(table: ClaimTable) -> None:
+    # Given an object rendered by one event
+    table.claim(event("10"), "exec-1")
+    assert table.finish(event("10"), "exec-1", DONE)
+    # When another event for the same object arrives, Then it is a duplicate
+    assert table.claim(event("20"), "exec-2").outcome == "duplicate"
+    # But a forced claim (forget found its outputs missing) takes the key
+    assert table.claim(event("30"), "exec-3", force=True).outcome == "claimed"
+    assert table.holds(event("30"), "exec-3")
+
+
+def test_a_rejected_object_is_a_duplicate_and_a_deleted_key_claims_anew(
+    table: ClaimTable,
+) -> None:
+    table.claim(event("10"), "exec-1")
+    table.finish(event("10"), "exec-1", REJECTED)
+    assert table.claim(event("10"), "exec-2").outcome == "duplicate"
+    # When the key is forgotten (no current version), the same object uploaded
+    # again (a removed delete marker, an identical re-upload) is rendered again
+    table.forget("bucket", "a/cat.jpg", "exec-3", "20")
+    record = table.record("bucket", "a/cat.jpg")
+    assert record is not None
+    assert (record.object_id, record.state, record.live) == ("", DELETED, False)
+    assert table.claim(event("30"), "exec-4").outcome == "claimed"
 
 
 def test_expired_lease_of_an_unfinished_claim_can_be_taken_over(dynamodb: Any) -> None:
@@ -74,9 +108,62 @@ def test_expired_lease_of_an_unfinished_claim_can_be_taken_over(dynamodb: Any) -
     table = ClaimTable(dynamodb, TABLE)
     # When the event is delivered again, Then the new execution takes the key
     assert table.claim(event("10"), "exec-2").outcome == "claimed"
+    record = table.record("bucket", "a/cat.jpg")
+    assert record is not None
+    assert (record.execution, record.state, record.live) == ("exec-2", CLAIMED, True)
     # But a finished claim is never taken over by the same event
     table.finish(event("10"), "exec-2", DONE)
     assert table.claim(event("10"), "exec-3").outcome == "duplicate"
+
+
+def test_the_lock_is_exclusive_and_a_waiter_gives_up_with_key_busy(dynamodb: Any) -> None:
+    waits: list[float] = []
+    holder = ClaimTable(dynamodb, TABLE)
+    waiter = ClaimTable(dynamodb, TABLE, lock_wait_s=0.3, sleep=waits.append)
+    # Given one holder inside the lock of a key
+    with holder.locked("bucket", "a/cat.jpg", lease_s=60):
+        # When another tries to take it, Then it polls until its wait runs out
+        with (
+            pytest.raises(KeyBusy, match="a/cat.jpg"),
+            waiter.locked("bucket", "a/cat.jpg", lease_s=60),
+        ):
+            pytest.fail("entered a held lock")
+        # (the injected sleep does not pass time, so it polled until the real clock ran out)
+        assert waits
+        assert waits[0] == 0.05
+        assert max(waits) <= 0.5
+        # Another key is not locked
+        with waiter.locked("bucket", "a/dog.jpg", lease_s=60):
+            pass
+    # And once released, the lock is free again
+    with waiter.locked("bucket", "a/cat.jpg", lease_s=60):
+        pass
+
+
+def test_the_lock_is_released_when_the_block_raises(dynamodb: Any) -> None:
+    table = ClaimTable(dynamodb, TABLE, lock_wait_s=0)
+    with pytest.raises(RuntimeError), table.locked("bucket", "a/cat.jpg", lease_s=60):
+        raise RuntimeError("boom")
+    with table.locked("bucket", "a/cat.jpg", lease_s=60):
+        pass
+
+
+def test_a_dead_holders_lock_is_taken_once_its_lease_is_over(dynamodb: Any) -> None:
+    # Given a holder whose lease (its deadline plus the margin) is already over
+    dead = ClaimTable(dynamodb, TABLE)
+    lock = dead.locked("bucket", "a/cat.jpg", lease_s=-LOCK_MARGIN_S - 1)
+    lock.__enter__()  # and which never leaves its block (the process was killed)
+    # When another execution asks for the lock, Then it gets it at once
+    with ClaimTable(dynamodb, TABLE, lock_wait_s=0).locked("bucket", "a/cat.jpg", lease_s=60):
+        pass
+
+
+def test_the_lock_does_not_disturb_the_claim_on_the_same_item(table: ClaimTable) -> None:
+    table.claim(event("10"), "exec-1")
+    with table.locked("bucket", "a/cat.jpg", lease_s=60):
+        assert table.holds(event("10"), "exec-1")
+    assert table.holds(event("10"), "exec-1")
+    assert table.finish(event("10"), "exec-1", DONE)
 
 
 def test_given_a_function_that_makes_the_client_then_it_runs_once_at_the_first_call(

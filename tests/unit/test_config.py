@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from imgpipe.config import resize_config, store_config, validate_config
+from imgpipe.config import folder_config, resize_config, validate_config
 from imgpipe.errors import ConfigError
 
-BASE = {"OUTPUT_BUCKET": "renditions-bucket", "STATE_TABLE": "imgpipe-state"}
+BASE = {
+    "OUTPUT_BUCKET": "renditions-bucket",
+    "STATE_TABLE": "imgpipe-state",
+    "INPUT_BUCKET": "uploads-bucket",
+}
 
 
 def test_defaults_give_three_sizes_in_webp_and_jpeg() -> None:
@@ -73,7 +77,7 @@ def test_bad_value_names_the_variable(name: str, value: str) -> None:
 
 def test_missing_output_bucket_is_an_error_not_a_default() -> None:
     with pytest.raises(ConfigError, match="OUTPUT_BUCKET is required"):
-        store_config({})
+        folder_config({})
 
 
 def test_validate_limits() -> None:
@@ -84,12 +88,24 @@ def test_validate_limits() -> None:
             "STATE_TABLE": "t",
             "RENDITIONS": "a:100,b:4000,c:30",
             "DECODE_MEMORY_MB": "2048",
+            "INPUT_BUCKET": "uploads-in",
+            "OUTPUT_BUCKET": "renditions-out",
         }
     )
     limits = config.limits
     assert (limits.max_bytes, limits.allowed_formats) == (10, ("JPEG", "PNG"))
     assert (limits.largest_rendition, limits.decode_memory_mb) == (4000, 2048)
     assert config.state_table == "t"
+    assert (config.input_bucket, config.output.bucket) == ("uploads-in", "renditions-out")
+
+
+def test_input_bucket_is_required_everywhere() -> None:
+    # Without it the functions could not refuse events for buckets they do not own
+    env = {**BASE}
+    env.pop("INPUT_BUCKET", None)
+    for parse in (resize_config, folder_config):
+        with pytest.raises(ConfigError, match="INPUT_BUCKET"):
+            parse(env)
 
 
 def test_state_table_is_required() -> None:

@@ -20,7 +20,7 @@ from cfnlint.decode import decode
 from moto.events.models import EventPattern
 from samtranslator.translator.transform import transform
 
-from imgpipe.config import forget_config, resize_config, store_config, validate_config
+from imgpipe.config import folder_config, resize_config, validate_config
 from imgpipe.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,8 +196,14 @@ def test_function_environments_are_exactly_what_each_function_reads(cfn: dict[st
         "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
         "POWERTOOLS_TRACER_CAPTURE_ERROR": "true",
     }
-    # every function claims or checks its source key in the one table
-    state = {"STATE_TABLE": {"Ref": TABLE}}
+    # every function claims or locks its source key in the one table, refuses events
+    # for other buckets, and may clear its key's output folder
+    state = {
+        "STATE_TABLE": {"Ref": TABLE},
+        "INPUT_BUCKET": {"Ref": "InputBucket"},
+        "OUTPUT_BUCKET": {"Ref": "OutputBucket"},
+        "OUTPUT_PREFIX": {"Ref": "OutputPrefix"},
+    }
     limits = {
         "MAX_SOURCE_BYTES": {"Ref": "MaxSourceBytes"},
         "MAX_SOURCE_PIXELS": {"Ref": "MaxSourcePixels"},
@@ -205,7 +211,6 @@ def test_function_environments_are_exactly_what_each_function_reads(cfn: dict[st
         "MAX_ANIMATION_PIXELS": {"Ref": "MaxAnimationPixels"},
         "ALLOWED_FORMATS": {"Ref": "AllowedFormats"},
     }
-    output = {"OUTPUT_BUCKET": {"Ref": "OutputBucket"}, "OUTPUT_PREFIX": {"Ref": "OutputPrefix"}}
     rendering = {
         "RENDITIONS": {"Ref": "Renditions"},
         "OUTPUT_FORMATS": {"Ref": "OutputFormats"},
@@ -231,12 +236,11 @@ def test_function_environments_are_exactly_what_each_function_reads(cfn: dict[st
         **powertools,
         **state,
         **limits,
-        **output,
         **rendering,
         "INPUT_KEY_PREFIX": {"Ref": "InputKeyPrefix"},
     }
-    assert function_env(cfn, "StoreFunction") == {**powertools, **state, **output}
-    assert function_env(cfn, "ForgetFunction") == {**powertools, **state, **output}
+    assert function_env(cfn, "StoreFunction") == {**powertools, **state}
+    assert function_env(cfn, "ForgetFunction") == {**powertools, **state}
 
 
 def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None:
@@ -289,15 +293,19 @@ def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None
 PARSERS = {
     "ValidateFunction": validate_config,
     "ResizeFunction": resize_config,
-    "StoreFunction": store_config,
-    "ForgetFunction": forget_config,
+    "StoreFunction": folder_config,
+    "ForgetFunction": folder_config,
 }
 
 
 def deployed_environments(sam: dict[str, Any], cfn: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Each function's environment as CloudFormation would set it with every default."""
     params = defaults(sam)
-    refs = {"OutputBucket": "imgpipe-output-0123abcd", TABLE: "imgpipe-SourceStateTable-1A2B3C"}
+    refs = {
+        "OutputBucket": "imgpipe-output-0123abcd",
+        "InputBucket": "imgpipe-input-0123abcd",
+        TABLE: "imgpipe-SourceStateTable-1A2B3C",
+    }
     return {
         logical: {
             k: str(v)
@@ -316,8 +324,8 @@ def test_default_environment_is_accepted_by_the_functions_config(
     # When each function parses it at cold start, Then nothing is rejected
     validate = validate_config(env["ValidateFunction"])
     resize = resize_config(env["ResizeFunction"])
-    store = store_config(env["StoreFunction"])
-    forget = forget_config(env["ForgetFunction"])
+    store = folder_config(env["StoreFunction"])
+    forget = folder_config(env["ForgetFunction"])
     assert validate.limits.max_bytes == 52428800
     assert validate.limits.max_animation_pixels == 1_000_000_000
     # validate budgets the decode for resize's memory and the largest rendition
@@ -327,7 +335,10 @@ def test_default_environment_is_accepted_by_the_functions_config(
     assert len(resize.render.renditions) == 6
     assert resize.input_prefix == ""
     assert store.output.bucket == "imgpipe-output-0123abcd"
-    assert forget.output == store.output == resize.output
+    assert forget.output == store.output == resize.output == validate.output
+    assert {validate.input_bucket, resize.input_bucket, store.input_bucket} == {
+        "imgpipe-input-0123abcd"
+    }
     # And all four claim in the same table
     states = {c.state_table for c in (validate, resize, store, forget)}
     assert states == {"imgpipe-SourceStateTable-1A2B3C"}
@@ -582,149 +593,8 @@ def managed(cfn: dict[str, Any], role_id: str) -> set[str]:
     return {a if isinstance(a, str) else json.dumps(a) for a in arns}
 
 
-BUCKET_ARN = re.compile(r"^\$\{(InputBucket|OutputBucket)\.Arn\}/(\$\{(\w+)\})?\*$")
-
-
-def _resource_label(resource: Any) -> str:
-    """GetAtt X.Arn -> 'X' (the buckets and the table themselves);
-    Sub '${X.Arn}/${Prefix}*' -> 'X/${Prefix}*' (objects); else raw JSON."""
-    for logical in ("InputBucket", "OutputBucket", TABLE):
-        if resource == {"Fn::GetAtt": [logical, "Arn"]}:
-            return logical
-    if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str):
-        match = BUCKET_ARN.match(resource["Fn::Sub"])
-        if match:
-            return f"{match.group(1)}/{match.group(2) or ''}*"
-    return json.dumps(resource)
-
-
-def permissions(cfn: dict[str, Any], role_id: str) -> set[tuple[str, str]]:
-    """Every (action, resource) pair the role's inline policies allow."""
-    pairs = set()
-    for statement in role_statements(cfn, role_id):
-        assert statement["Effect"] == "Allow"
-        assert "NotAction" not in statement
-        assert "NotResource" not in statement
-        assert "Condition" not in statement
-        actions = (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        )
-        res = (
-            statement["Resource"]
-            if isinstance(statement["Resource"], list)
-            else [statement["Resource"]]
-        )
-        pairs |= {(a, _resource_label(r)) for a in actions for r in res}
-    return pairs
-
-
-BASIC = {
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-}
-
-
-def test_validate_only_reads_uploads_and_claims_source_keys(cfn: dict[str, Any]) -> None:
-    assert permissions(cfn, "ValidateFunctionRole") == {
-        ("dynamodb:PutItem", TABLE),
-        ("dynamodb:GetItem", TABLE),
-        ("s3:GetObject", "InputBucket/${InputKeyPrefix}*"),
-        ("s3:GetObjectVersion", "InputBucket/${InputKeyPrefix}*"),
-        ("s3:ListBucket", "InputBucket"),
-    }
-    assert managed(cfn, "ValidateFunctionRole") == BASIC
-
-
-def test_resize_reads_uploads_checks_its_claim_and_writes_only_renditions(
-    cfn: dict[str, Any],
-) -> None:
-    assert permissions(cfn, "ResizeFunctionRole") == {
-        ("dynamodb:GetItem", TABLE),
-        ("s3:GetObject", "InputBucket/${InputKeyPrefix}*"),
-        ("s3:GetObjectVersion", "InputBucket/${InputKeyPrefix}*"),
-        ("s3:ListBucket", "InputBucket"),
-        ("s3:PutObject", "OutputBucket/${OutputPrefix}*"),
-    }
-    assert managed(cfn, "ResizeFunctionRole") == BASIC
-
-
-def test_store_touches_only_the_output_bucket_and_finishes_its_claim(cfn: dict[str, Any]) -> None:
-    assert permissions(cfn, "StoreFunctionRole") == {
-        ("dynamodb:GetItem", TABLE),
-        ("dynamodb:UpdateItem", TABLE),
-        ("s3:GetObject", "OutputBucket/${OutputPrefix}*"),
-        ("s3:ListBucket", "OutputBucket"),
-        ("s3:PutObject", "OutputBucket/${OutputPrefix}*"),
-    }
-    assert managed(cfn, "StoreFunctionRole") == BASIC
-
-
-def test_forget_checks_the_upload_is_gone_and_only_deletes_renditions(
-    cfn: dict[str, Any],
-) -> None:
-    assert permissions(cfn, "ForgetFunctionRole") == {
-        ("dynamodb:PutItem", TABLE),
-        ("dynamodb:GetItem", TABLE),
-        ("dynamodb:UpdateItem", TABLE),
-        # HEAD of the current version: is the source really gone? (404 thanks to List)
-        ("s3:GetObject", "InputBucket/${InputKeyPrefix}*"),
-        ("s3:ListBucket", "InputBucket"),
-        ("s3:ListBucket", "OutputBucket"),
-        ("s3:DeleteObject", "OutputBucket/${OutputPrefix}*"),
-    }
-    assert managed(cfn, "ForgetFunctionRole") == BASIC
-    # It reads nothing of the output bucket and writes nothing anywhere.
-    assert not [
-        (a, r)
-        for a, r in permissions(cfn, "ForgetFunctionRole")
-        if a.startswith(("s3:Put", "s3:Restore", "s3:Replicate", "s3:Bypass"))
-        or (a.startswith("s3:Get") and not r.startswith("InputBucket/"))
-    ]
-
-
-ALLOWED_TABLE_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
-
-
-def test_no_function_may_write_the_input_bucket_or_use_wildcard_actions(
-    cfn: dict[str, Any],
-) -> None:
-    for logical in FUNCTIONS:
-        for action, resource in permissions(cfn, f"{logical}Role"):
-            assert "*" not in action, (logical, action)
-            service = action.split(":", 1)[0]
-            assert service in ("s3", "dynamodb"), (logical, action)
-            if service == "dynamodb":
-                # single items of the one table: no scans, no deletes, no other table
-                assert resource == TABLE, (logical, action, resource)
-                assert action in ALLOWED_TABLE_ACTIONS, (logical, action)
-                continue
-            assert resource in (
-                "InputBucket",
-                "InputBucket/${InputKeyPrefix}*",
-                "OutputBucket",
-                "OutputBucket/${OutputPrefix}*",
-            ), (logical, action, resource)
-            assert not (
-                resource.startswith("InputBucket") and not action.startswith(("s3:Get", "s3:List"))
-            ), (logical, action, resource)
-            assert not action.startswith(
-                ("s3:PutObjectAcl", "s3:PutBucket", "s3:PutLifecycle", "s3:DeleteBucket")
-            ), (logical, action)
-
-
-def test_only_forget_may_delete_and_only_renditions(cfn: dict[str, Any]) -> None:
-    deleting = {
-        logical: {
-            (a, r) for a, r in permissions(cfn, f"{logical}Role") if a.startswith("s3:Delete")
-        }
-        for logical in FUNCTIONS
-    }
-    assert deleting == {
-        "ValidateFunction": set(),
-        "ResizeFunction": set(),
-        "StoreFunction": set(),
-        "ForgetFunction": {("s3:DeleteObject", "OutputBucket/${OutputPrefix}*")},
-    }
+# What each function may do is checked over the deployed roles, evaluated as IAM
+# would, in test_least_privilege.py.
 
 
 def test_source_state_table_is_on_demand_expiring_and_encrypted(cfn: dict[str, Any]) -> None:
@@ -1128,12 +998,14 @@ def test_outputs_name_buckets_state_machine_and_dead_letter_queue(sam: dict[str,
 # ---------------------------------------------------------------- state machine wiring
 
 
-def test_definition_substitutions_are_exactly_the_four_function_arns(
+def test_definition_substitutions_are_exactly_the_four_function_aliases(
     sam: dict[str, Any], cfn: dict[str, Any]
 ) -> None:
     props = sam["Resources"]["ImagePipeline"]["Properties"]
     assert props["DefinitionUri"] == "statemachine/pipeline.asl.json"
-    expected = {f"{f}Arn": {"Fn::GetAtt": [f, "Arn"]} for f in FUNCTIONS}
+    # The `live` alias of each published version: executions in flight during a
+    # deploy keep calling the code they started with
+    expected = {f"{f}Arn": {"Ref": f"{f}.Alias"} for f in FUNCTIONS}
     assert set(expected) == {
         "ValidateFunctionArn",
         "ResizeFunctionArn",
@@ -1141,9 +1013,17 @@ def test_definition_substitutions_are_exactly_the_four_function_arns(
         "ForgetFunctionArn",
     }
     assert props["DefinitionSubstitutions"] == expected
-    # and SAM hands them to CloudFormation unchanged, next to the uploaded definition
+    # and SAM hands CloudFormation the aliases it publishes, next to the uploaded definition
     machine = cfn["Resources"]["ImagePipeline"]["Properties"]
-    assert machine["DefinitionSubstitutions"] == expected
+    assert machine["DefinitionSubstitutions"] == {
+        f"{f}Arn": {"Ref": f"{f}Aliaslive"} for f in FUNCTIONS
+    }
+    for function in FUNCTIONS:
+        alias = cfn["Resources"][f"{function}Aliaslive"]
+        assert alias["Type"] == "AWS::Lambda::Alias"
+        assert alias["Properties"]["Name"] == "live"
+        version = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+        assert cfn["Resources"][version]["Type"] == "AWS::Lambda::Version"
     assert machine["DefinitionS3Location"]["Key"] == "statemachine/pipeline.asl.json"
 
 

@@ -1,23 +1,31 @@
-"""Forget: an upload was deleted, so its renditions and manifest go too."""
+"""Forget: an object was deleted, so its outputs go too -- or, when the deletion left
+an older version current, the state machine renders that version instead."""
 
 from __future__ import annotations
 
-from imgpipe.claims import DELETED, ClaimTable, SourceIdentity
-from imgpipe.config import OutputLocation
+from imgpipe.claims import REJECTED, ClaimTable
+from imgpipe.config import FolderConfig
 from imgpipe.events import S3ObjectEvent, key_candidates
-from imgpipe.keys import output_folder
 from imgpipe.messages import Outcome, SourceRef
+from imgpipe.stages.folder import clear_folder, describes, read_manifest
 from imgpipe.storage import ObjectStore
+
+# Forget's outcome when the key's current object has no outputs of its own: not an
+# execution output, the state machine goes on to Validate with the same event.
+RERENDER = "rerender"
 
 
 def forget_upload(
     store: ObjectStore,
     event: S3ObjectEvent,
-    output: OutputLocation,
+    config: FolderConfig,
     claims: ClaimTable,
     execution: str,
+    *,
+    lease_s: float,
 ) -> Outcome:
-    source = SourceRef(
+    """Make each folder the event could mean follow its key's current state."""
+    named = SourceRef(
         bucket=event.bucket,
         key=event.key,
         size=0,
@@ -25,40 +33,79 @@ def forget_upload(
         version_id=event.version_id,
         sequencer=event.sequencer,
     )
-    # The key as the event spells it may be URL-encoded; the spelling whose output
-    # folder exists is the one that was rendered.
-    found = [
-        (key, store.list_keys(output.bucket, output_folder(output.prefix, key)))
+    if event.bucket != config.input_bucket:
+        return _skipped(
+            named, "ForeignBucket", f"the pipeline owns uploads to {config.input_bucket} only"
+        )
+    # The key as the event spells it may be URL-encoded; each spelling is reconciled
+    # (one that still exists keeps its outputs, so trying all of them is safe).
+    outcomes = [
+        _reconcile(store, event, key, config, claims, execution, lease_s)
         for key in key_candidates(event.key)
     ]
-    key, keys = next(((k, ks) for k, ks in found if ks), (event.key, []))
-    source = SourceRef(source.bucket, key, 0, source.etag, source.version_id, source.sequencer)
-    # A versioned bucket reports deleting an old version too; what is current stays.
-    if store.head(event.bucket, key) is not None:
-        return Outcome(
-            status="skipped",
-            source=source,
-            reason={"code": "StillExists", "message": "a current version of the object exists"},
+    for status in (RERENDER, "deleted"):
+        chosen = [o for o in outcomes if o.status == status]
+        if chosen:
+            removed = tuple(k for o in outcomes for k in o.removed)
+            return Outcome(status=status, source=chosen[0].source, removed=removed)
+    kept = [o for o in outcomes if o.reason and o.reason["code"] == "StillExists"]
+    return (kept or outcomes)[0]
+
+
+def _reconcile(
+    store: ObjectStore,
+    event: S3ObjectEvent,
+    key: str,
+    config: FolderConfig,
+    claims: ClaimTable,
+    execution: str,
+    lease_s: float,
+) -> Outcome:
+    source = SourceRef(
+        bucket=event.bucket,
+        key=key,
+        size=0,
+        etag=event.etag,
+        version_id=event.version_id,
+        sequencer=event.sequencer,
+    )
+    with claims.locked(event.bucket, key, lease_s=lease_s):
+        head = store.head(event.bucket, key)
+        if head is None:
+            # No current version: nothing may be left, and a render still in
+            # flight loses its claim (it would find the object gone anyway).
+            removed = clear_folder(store, config.output, key)
+            claims.forget(event.bucket, key, execution, event.sequencer)
+            if not removed:
+                return _skipped(source, "NothingToDelete", "no outputs exist for this key")
+            return Outcome(status="deleted", source=source, removed=removed)
+        current = SourceRef(
+            bucket=event.bucket,
+            key=key,
+            size=head.size,
+            etag=head.etag,
+            version_id=head.version_id,
+            sequencer=event.sequencer,
         )
-    ident = SourceIdentity(event.bucket, key, event.sequencer, event.version_id, event.etag)
-    claim = claims.claim(ident, execution)
-    if claim.outcome != "claimed":
-        code = "Duplicate" if claim.outcome == "duplicate" else "Superseded"
-        return Outcome(
-            status="skipped",
-            source=source,
-            reason={"code": code, "message": f"the key is handled by {claim.holder}"},
-        )
-    if not keys:
-        claims.finish(ident, execution, DELETED)
-        return Outcome(
-            status="skipped",
-            source=source,
-            reason={"code": "NothingToDelete", "message": "no renditions exist for this key"},
-        )
-    # The manifest goes first: without it the folder no longer claims to be complete.
-    manifest_first = sorted(keys, key=lambda k: not k.endswith("/manifest.json"))
-    store.delete_keys(output.bucket, manifest_first[:1])
-    store.delete_keys(output.bucket, manifest_first[1:])
-    claims.finish(ident, execution, DELETED)
-    return Outcome(status="deleted", source=source, removed=tuple(manifest_first))
+        manifest = read_manifest(store, config.output, key)
+        if manifest is not None and describes(manifest, head):
+            # An old version was deleted; the current one's outputs stay.
+            return _skipped(current, "StillExists", "the current version is rendered")
+        record = claims.record(event.bucket, key)
+        if record is not None and record.object_id == current.identity().object_id:
+            if record.live:
+                return _skipped(
+                    current,
+                    "StillExists",
+                    f"the current version is being rendered by {record.execution}",
+                )
+            if record.state == REJECTED:
+                return _skipped(current, "StillExists", "the current version was rejected")
+    # The deletion made an older version current (a permanent delete of the newest
+    # version, or a removed delete marker), and nothing renders it: the state
+    # machine does, from here.
+    return Outcome(status=RERENDER, source=current)
+
+
+def _skipped(source: SourceRef, code: str, message: str) -> Outcome:
+    return Outcome(status="skipped", source=source, reason={"code": code, "message": message})

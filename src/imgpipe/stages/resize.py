@@ -5,22 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from imgpipe.budget import check_budgets
-from imgpipe.claims import ClaimTable, SourceIdentity
+from imgpipe.claims import ClaimTable
 from imgpipe.config import ResizeConfig
-from imgpipe.errors import ConfigError, ObjectTooLarge
+from imgpipe.errors import ConfigError, ImageRejected, ObjectTooLarge
 from imgpipe.imaging import render
 from imgpipe.keys import rendition_key
 from imgpipe.messages import RenditionRecord, SourceRef, facts_to_dict
-from imgpipe.specs import ImageFacts
+from imgpipe.specs import ImageFacts, RenderedImage
+from imgpipe.stages.folder import (
+    clear_rejected,
+    describes,
+    is_current,
+    listed,
+    manifest_of,
+    read_manifest,
+)
 from imgpipe.storage import ObjectStore
 
 
 @dataclass(frozen=True)
 class ResizeResult:
-    status: str  # rendered | skipped
+    status: Literal["rendered", "skipped"]
     renditions: tuple[RenditionRecord, ...] = ()
     image: ImageFacts | None = None
     bytes_in: int = 0
@@ -62,12 +70,85 @@ def render_upload(
     source: SourceRef,
     image: ImageFacts | None,
     config: ResizeConfig,
-    claims: ClaimTable | None = None,
-    execution: str = "",
+    claims: ClaimTable,
+    execution: str,
+    *,
+    lease_s: float,
     span: Callable[[str], AbstractContextManager[None]] = lambda name: nullcontext(),
 ) -> ResizeResult:
-    """Download, render and upload; `span(name)` wraps download/decode/resize/encode/upload."""
+    """Download, render and upload; `span(name)` wraps download/decode/resize/encode/upload.
+
+    `lease_s` is how long this invocation can still run (its Lambda deadline): the
+    lease on the key's lock while the renditions are uploaded.
+    """
     refuse_recursion(source, config)
+    try:
+        prepared = _render(store, source, image, config, span)
+    except ImageRejected:
+        clear_rejected(store, claims, config.output, source, execution, lease_s=lease_s)
+        raise
+    if isinstance(prepared, ResizeResult):
+        return prepared
+    facts, data_size, rendered = prepared
+    ident = source.identity()
+    # Cheap early exit outside the lock; the decisive checks are repeated inside it.
+    if not claims.holds(ident, execution):
+        return _superseded()
+    records = tuple(
+        RenditionRecord(
+            name=item.spec.name,
+            format=item.spec.format,
+            key=rendition_key(config.output.prefix, source.key, item.spec.filename),
+            width=item.width,
+            height=item.height,
+            bytes=len(item.data),
+            content_type=item.spec.content_type,
+        )
+        for item in rendered
+    )
+    with claims.locked(source.bucket, source.key, lease_s=lease_s):
+        current, head = is_current(store, source)
+        if head is None:
+            return _gone()
+        if not current:
+            return _superseded()
+        if not claims.holds(ident, execution):
+            return _superseded()
+        manifest = read_manifest(store, config.output, source.key)
+        if manifest is not None and not (
+            describes(manifest, head) and listed(manifest) == {r.key: r.bytes for r in records}
+        ):
+            # The manifest vouches for files we are about to overwrite: it goes first,
+            # so a visible manifest never lists renditions of another version.
+            store.delete_keys(config.output.bucket, [manifest_of(config.output, source.key)])
+        # Every rendition is encoded before the first upload, so a decode or encode
+        # failure leaves nothing behind; an upload failure is retried as a whole step
+        # and the same keys are overwritten with the same bytes.
+        with span("upload"):
+            for item, record in zip(rendered, records, strict=True):
+                store.write(
+                    config.output.bucket,
+                    record.key,
+                    item.data,
+                    content_type=item.spec.content_type,
+                    cache_control=config.cache_control,
+                )
+    return ResizeResult(
+        "rendered",
+        renditions=records,
+        image=facts,
+        bytes_in=data_size,
+        bytes_out=sum(r.bytes for r in records),
+    )
+
+
+def _render(
+    store: ObjectStore,
+    source: SourceRef,
+    image: ImageFacts | None,
+    config: ResizeConfig,
+    span: Callable[[str], AbstractContextManager[None]],
+) -> ResizeResult | tuple[ImageFacts, int, list[RenderedImage]]:
     if image is not None:
         # The same budgets as validate, on the facts validate read from the header:
         # Pillow's frame count would decode every frame of an animation to find out.
@@ -75,63 +156,31 @@ def render_upload(
     with span("download"):
         data = store.read(source.bucket, source.key, source.version_id, source.etag)
     if data is None:
-        return ResizeResult(
-            "skipped",
-            reason={
-                "code": "ObjectGone",
-                "message": "the object was deleted or replaced after validation",
-            },
-        )
+        return _gone()
     if len(data) > config.limits.max_bytes:
         msg = f"the object is {len(data)} bytes; the limit is {config.limits.max_bytes}"
         raise ObjectTooLarge(msg)
-
     facts, rendered = render(
         data,
         config.render,
         source_format=image.format if image is not None else None,
         span=span,
     )
-    if claims is not None and not claims.holds(_identity(source), execution):
-        return ResizeResult(
-            "skipped",
-            reason={"code": "Superseded", "message": "a newer upload of this key took over"},
-        )
-    # Every rendition is encoded before the first upload, so a decode or encode
-    # failure leaves nothing behind; an upload failure is retried as a whole step
-    # and the same keys are overwritten with the same bytes.
-    records = []
-    with span("upload"):
-        for item in rendered:
-            key = rendition_key(config.output.prefix, source.key, item.spec.filename)
-            store.write(
-                config.output.bucket,
-                key,
-                item.data,
-                content_type=item.spec.content_type,
-                cache_control=config.cache_control,
-            )
-            records.append(
-                RenditionRecord(
-                    name=item.spec.name,
-                    format=item.spec.format,
-                    key=key,
-                    width=item.width,
-                    height=item.height,
-                    bytes=len(item.data),
-                    content_type=item.spec.content_type,
-                )
-            )
+    return facts, len(data), list(rendered)
+
+
+def _gone() -> ResizeResult:
     return ResizeResult(
-        "rendered",
-        renditions=tuple(records),
-        image=facts,
-        bytes_in=len(data),
-        bytes_out=sum(r.bytes for r in records),
+        "skipped",
+        reason={
+            "code": "ObjectGone",
+            "message": "the object was deleted or replaced after validation",
+        },
     )
 
 
-def _identity(source: SourceRef) -> SourceIdentity:
-    return SourceIdentity(
-        source.bucket, source.key, source.sequencer, source.version_id, source.etag
+def _superseded() -> ResizeResult:
+    return ResizeResult(
+        "skipped",
+        reason={"code": "Superseded", "message": "a newer upload of this key took over"},
     )

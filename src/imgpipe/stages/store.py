@@ -10,12 +10,13 @@ import json
 from datetime import UTC, datetime
 
 from imgpipe import __version__
-from imgpipe.claims import DONE, ClaimTable, SourceIdentity
+from imgpipe.claims import DONE, ClaimTable
 from imgpipe.config import OutputLocation
 from imgpipe.errors import RenditionMissing
-from imgpipe.keys import manifest_key
+from imgpipe.keys import manifest_key, output_folder
 from imgpipe.messages import Outcome, RenditionRecord, SourceRef, facts_to_dict
 from imgpipe.specs import ImageFacts
+from imgpipe.stages.folder import is_current
 from imgpipe.storage import ObjectStore
 
 MANIFEST_SCHEMA = "imgpipe.manifest/1"
@@ -46,40 +47,49 @@ def store_manifest(
     source: SourceRef,
     image: ImageFacts,
     renditions: tuple[RenditionRecord, ...],
+    claims: ClaimTable,
     *,
-    execution: str | None = None,
+    execution: str,
+    lease_s: float,
     now: datetime | None = None,
-    claims: ClaimTable | None = None,
 ) -> Outcome:
-    ident = SourceIdentity(
-        source.bucket, source.key, source.sequencer, source.version_id, source.etag
-    )
-    if claims is not None and not claims.holds(ident, execution or ""):
-        return Outcome(
-            status="skipped",
-            source=source,
-            reason={"code": "Superseded", "message": "a newer upload of this key took over"},
-        )
-    for rendition in renditions:
-        head = store.head(output.bucket, rendition.key)
-        if head is None or head.size != rendition.bytes:
-            found = "missing" if head is None else f"{head.size} bytes"
-            msg = f"rendition {rendition.key} is {found}; expected {rendition.bytes} bytes"
-            raise RenditionMissing(msg)
+    """Commit the rendition set: inside the key's lock, while the source is still the
+    current object and this execution still holds its claim, check every rendition,
+    write the manifest, then remove anything in the folder the manifest does not list."""
+    ident = source.identity()
     key = manifest_key(output.prefix, source.key)
-    document = build_manifest(
-        source, image, renditions, execution=execution, created_at=now or datetime.now(UTC)
-    )
-    store.write(
-        output.bucket,
-        key,
-        json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"),
-        content_type="application/json",
-        # Short cache: the manifest is rewritten when the source is uploaded again.
-        cache_control="no-cache",
-    )
-    if claims is not None:
-        claims.finish(ident, execution or "", DONE)
+    with claims.locked(source.bucket, source.key, lease_s=lease_s):
+        current, head = is_current(store, source)
+        if head is None:
+            return _skipped(source, "ObjectGone", "the object was deleted before its manifest")
+        if not current or not claims.holds(ident, execution):
+            return _skipped(source, "Superseded", "a newer upload of this key took over")
+        for rendition in renditions:
+            found = store.head(output.bucket, rendition.key)
+            if found is None or found.size != rendition.bytes:
+                state = "missing" if found is None else f"{found.size} bytes"
+                msg = f"rendition {rendition.key} is {state}; expected {rendition.bytes} bytes"
+                raise RenditionMissing(msg)
+        document = build_manifest(
+            source, image, renditions, execution=execution, created_at=now or datetime.now(UTC)
+        )
+        store.write(
+            output.bucket,
+            key,
+            json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"),
+            content_type="application/json",
+            # Short cache: the manifest is rewritten when the source is uploaded again.
+            cache_control="no-cache",
+        )
+        # Files of an earlier rendition set: no manifest lists them any more.
+        keep = {key} | {r.key for r in renditions}
+        folder = store.list_keys(
+            output.bucket, output_folder(output.prefix, source.key), direct=True
+        )
+        extra = [k for k in folder if k not in keep]
+        if extra:
+            store.delete_keys(output.bucket, extra)
+        claims.finish(ident, execution, DONE)
     return Outcome(
         status="processed",
         source=source,
@@ -87,3 +97,7 @@ def store_manifest(
         manifest={"bucket": output.bucket, "key": key},
         image=image,
     )
+
+
+def _skipped(source: SourceRef, code: str, message: str) -> Outcome:
+    return Outcome(status="skipped", source=source, reason={"code": code, "message": message})

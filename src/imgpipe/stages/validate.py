@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from imgpipe.budget import check_budgets
-from imgpipe.claims import ClaimTable, SourceIdentity
-from imgpipe.config import Limits
-from imgpipe.errors import EmptyObject, ObjectTooLarge
-from imgpipe.events import S3ObjectEvent, key_candidates
+from imgpipe.claims import ClaimTable
+from imgpipe.config import ValidateConfig
+from imgpipe.errors import EmptyObject, ImageRejected, ObjectTooLarge
+from imgpipe.events import OBJECT_DELETED, S3ObjectEvent, key_candidates
 from imgpipe.keys import manifest_key
 from imgpipe.messages import SourceRef, facts_to_dict
 from imgpipe.sniff import sniff
 from imgpipe.specs import ImageFacts
+from imgpipe.stages.folder import clear_rejected, describes, read_manifest
 from imgpipe.storage import ObjectHead, ObjectStore, S3RangeSource
 
 
@@ -21,7 +22,7 @@ from imgpipe.storage import ObjectHead, ObjectStore, S3RangeSource
 class Verdict:
     """`valid` with the facts, or `skipped` with a reason (rejections are raised)."""
 
-    status: str
+    status: Literal["valid", "skipped"]
     source: SourceRef
     image: ImageFacts | None = None
     reason: dict[str, str] | None = None
@@ -55,23 +56,44 @@ def resolve(store: ObjectStore, event: S3ObjectEvent) -> ObjectHead | None:
     return found[0] if found else None
 
 
+def _stale_current(
+    store: ObjectStore, event: S3ObjectEvent, config: ValidateConfig
+) -> tuple[ObjectHead | None, bool]:
+    """For a deletion handed over by forget: the current object whose outputs are
+    missing or describe another version (most literal spelling first), and whether
+    any spelling still has a current object at all."""
+    exists = False
+    for key in key_candidates(event.key):
+        head = store.head(event.bucket, key)
+        if head is None:
+            continue
+        exists = True
+        manifest = read_manifest(store, config.output, key)
+        if manifest is None or not describes(manifest, head):
+            return head, True
+    return None, exists
+
+
 def _skipped(source: SourceRef, code: str, message: str) -> Verdict:
     return Verdict("skipped", source, reason={"code": code, "message": message})
-
-
-def identity(source: SourceRef) -> SourceIdentity:
-    return SourceIdentity(
-        source.bucket, source.key, source.sequencer, source.version_id, source.etag
-    )
 
 
 def validate_upload(
     store: ObjectStore,
     event: S3ObjectEvent,
-    limits: Limits,
-    claims: ClaimTable | None = None,
-    execution: str = "",
+    config: ValidateConfig,
+    claims: ClaimTable,
+    execution: str,
+    *,
+    lease_s: float,
 ) -> Verdict:
+    """Decide whether the object the event names should be rendered now.
+
+    An Object Created event renders its own object, and only while that object is
+    the key's current one. An Object Deleted event arrives here only when forget
+    found that the deletion left an older version current (a permanent delete of
+    the newest version, a removed delete marker): it renders whatever is current.
+    """
     named = SourceRef(
         bucket=event.bucket,
         key=event.key,
@@ -80,9 +102,21 @@ def validate_upload(
         version_id=event.version_id,
         sequencer=event.sequencer,
     )
-    head = resolve(store, event)
-    if head is None:
-        return _skipped(named, "ObjectGone", "the object no longer exists; nothing to render")
+    if event.bucket != config.input_bucket:
+        return _skipped(
+            named, "ForeignBucket", f"the pipeline renders uploads to {config.input_bucket} only"
+        )
+    restoring = event.detail_type == OBJECT_DELETED
+    if restoring:
+        head, exists = _stale_current(store, event, config)
+        if head is None:
+            if exists:
+                return _skipped(named, "StillExists", "the current version is already rendered")
+            return _skipped(named, "ObjectGone", "the object no longer exists; nothing to render")
+    else:
+        head = resolve(store, event)
+        if head is None:
+            return _skipped(named, "ObjectGone", "the object no longer exists; nothing to render")
     source = SourceRef(
         bucket=event.bucket,
         key=head.key,
@@ -91,31 +125,43 @@ def validate_upload(
         version_id=head.version_id,
         sequencer=event.sequencer,
     )
-    # An event for an object that has since been overwritten must not render the
-    # old bytes over the new upload's renditions; the newer upload has its own event.
-    if event.etag and head.etag and head.etag != event.etag.strip('"'):
-        return _skipped(source, "Superseded", "a newer upload replaced this object")
-    if head.version_id:
+    if not restoring:
+        # Outputs follow the current object only: an event for an object that has
+        # been replaced or deleted since must not render it (the newer state has
+        # its own event).
+        if event.etag and head.etag and head.etag != event.etag.strip('"'):
+            return _skipped(source, "Superseded", "a newer upload replaced this object")
         latest = store.head(event.bucket, head.key)
-        if latest is not None and latest.version_id != head.version_id:
+        if latest is None:
+            return _skipped(source, "ObjectGone", "the object was deleted; nothing to render")
+        if not source.same_object(latest.version_id, latest.etag):
             return _skipped(source, "Superseded", "a newer version of this object exists")
+
+    claim = claims.claim(source.identity(), execution, force=restoring)
+    if claim.outcome == "duplicate":
+        return _skipped(source, "Duplicate", f"this object is already handled by {claim.holder}")
+
+    try:
+        facts, bytes_read = _inspect(store, source, head, config)
+    except ImageRejected:
+        clear_rejected(store, claims, config.output, source, execution, lease_s=lease_s)
+        raise
+    return Verdict("valid", source, image=facts, header_bytes_read=bytes_read)
+
+
+def _inspect(
+    store: ObjectStore, source: SourceRef, head: ObjectHead, config: ValidateConfig
+) -> tuple[ImageFacts, int]:
+    limits = config.limits
     # Fail early on keys whose output keys would not fit in S3's key length.
     manifest_key("", head.key)
-
     if head.size == 0:
         msg = "the object is empty (0 bytes)"
         raise EmptyObject(msg)
     if head.size > limits.max_bytes:
         msg = f"the object is {head.size} bytes; the limit is {limits.max_bytes}"
         raise ObjectTooLarge(msg)
-
     reader = S3RangeSource(store, source.bucket, source.key, source.version_id, head.size)
     facts = sniff(reader, allowed=limits.allowed_formats, frame_limit=limits.max_frames)
     check_budgets(facts, limits)
-    if claims is not None:
-        claim = claims.claim(identity(source), execution)
-        if claim.outcome == "duplicate":
-            return _skipped(source, "Duplicate", f"this event is already handled by {claim.holder}")
-        if claim.outcome == "superseded":
-            return _skipped(source, "Superseded", "a newer upload of this key is being handled")
-    return Verdict("valid", source, image=facts, header_bytes_read=reader.bytes_read)
+    return facts, reader.bytes_read
