@@ -276,12 +276,17 @@ class ClaimTable:
                 self.client.update_item(
                     TableName=self._table,
                     Key={"pk": {"S": pk}},
-                    UpdateExpression="SET lk = :me, lku = :until",
+                    # A key locked before it was ever claimed (forget of an unknown
+                    # key) still gets the item's expiry.
+                    UpdateExpression=(
+                        "SET lk = :me, lku = :until, expires_at = if_not_exists(expires_at, :exp)"
+                    ),
                     ConditionExpression="attribute_not_exists(lk) OR lku < :now OR lk = :me",
                     ExpressionAttributeValues={
                         ":me": {"S": token},
                         ":until": {"N": str(now_ms + int(lease_s * 1000))},
                         ":now": {"N": str(now_ms)},
+                        ":exp": {"N": str(now_ms // 1000 + _RETENTION_S)},
                     },
                 )
                 return

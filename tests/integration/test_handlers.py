@@ -37,6 +37,7 @@ class FakeContext:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("INPUT_BUCKET", IN)
     monkeypatch.setenv("OUTPUT_BUCKET", OUT)
     monkeypatch.setenv("RENDITIONS", "small:64,big:256")
     monkeypatch.setenv("STATE_TABLE", TABLE)
@@ -203,9 +204,11 @@ def test_store_refuses_to_write_a_manifest_for_missing_renditions(aws: Any) -> N
     from imgpipe.claims import ClaimTable, SourceIdentity
     from imgpipe.errors import RenditionMissing
 
-    # Given the execution holds the claim on the key, but its rendition is not there
+    # Given the source is the key's current object and the execution holds its claim,
+    # but its rendition is not there
+    etag = aws.put_object(Bucket=IN, Key="d/x.png", Body=b"0123456789")["ETag"].strip('"')
     ClaimTable(boto3.client("dynamodb", region_name="us-east-1"), TABLE).claim(
-        SourceIdentity(IN, "d/x.png", None, None, None), EXECUTION
+        SourceIdentity(IN, "d/x.png", None, None, etag), EXECUTION
     )
     record = {
         "name": "small",
@@ -217,7 +220,7 @@ def test_store_refuses_to_write_a_manifest_for_missing_renditions(aws: Any) -> N
         "content_type": "image/webp",
     }
     payload = {
-        "source": {"bucket": IN, "key": "d/x.png", "size": 10},
+        "source": {"bucket": IN, "key": "d/x.png", "size": 10, "etag": etag},
         "image": {"format": "PNG", "width": 1, "height": 1},
         "renditions": [record],
         "execution": EXECUTION,

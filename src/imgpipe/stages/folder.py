@@ -12,7 +12,7 @@ from typing import Any
 
 from imgpipe.claims import REJECTED, ClaimTable
 from imgpipe.config import OutputLocation
-from imgpipe.keys import MANIFEST_NAME, output_folder
+from imgpipe.keys import MANIFEST_NAME, MAX_KEY_BYTES, output_folder
 from imgpipe.messages import SourceRef
 from imgpipe.storage import ObjectHead, ObjectStore
 
@@ -25,7 +25,11 @@ def manifest_of(output: OutputLocation, key: str) -> str:
 def clear_folder(store: ObjectStore, output: OutputLocation, key: str) -> tuple[str, ...]:
     """Remove everything made from `key`: the manifest first, so a half-removed
     folder never claims to be complete. Returns the removed keys, manifest first."""
-    found = store.list_keys(output.bucket, output_folder(output.prefix, key), direct=True)
+    folder = output_folder(output.prefix, key)
+    if len(folder.encode("utf-8")) >= MAX_KEY_BYTES:
+        # No object key can start with it: nothing was ever written there.
+        return ()
+    found = store.list_keys(output.bucket, folder, direct=True)
     manifest = manifest_of(output, key)
     first = [manifest] if manifest in found else []
     rest = [k for k in found if k != manifest]
