@@ -11,7 +11,8 @@ import pytest
 from moto.s3.models import s3_backends
 
 from helpers import jpeg
-from imgpipe.local.cloud import ACCOUNT, LocalCloud
+from imgpipe.local.cloud import ACCOUNT, FUNCTION_PROPERTIES, LocalCloud
+from imgpipe.local.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachine" / "pipeline.asl.json"
@@ -32,8 +33,9 @@ def test_every_resource_type_in_the_template_is_deployed(cloud: LocalCloud) -> N
     in_template = {r["Type"] for r in cloud.template.data["Resources"].values()}
     deployed = {r.type for r in cloud.deployed}
     assert in_template <= deployed, in_template - deployed
-    # And the SAM event source became a rule
+    # And the SAM event source became a rule, AutoPublishAlias a version and an alias
     assert "AWS::Events::Rule" in deployed
+    assert {"AWS::Lambda::Version", "AWS::Lambda::Alias"} <= deployed
 
 
 def test_buckets_carry_the_template_settings(cloud: LocalCloud) -> None:
@@ -59,7 +61,8 @@ def test_functions_get_their_template_handler_environment_and_layers(cloud: Loca
     validate = lam.get_function_configuration(FunctionName=cloud.names["ValidateFunction"])
     assert resize["Handler"] == "app.handler"
     assert resize["Environment"]["Variables"]["OUTPUT_BUCKET"] == cloud.output_bucket
-    assert "OUTPUT_BUCKET" not in validate["Environment"]["Variables"]
+    assert "JPEG_QUALITY" in resize["Environment"]["Variables"]
+    assert "JPEG_QUALITY" not in validate["Environment"]["Variables"]
     assert len(resize["Layers"]) == 2
     assert len(validate["Layers"]) == 1
     assert resize["TracingConfig"]["Mode"] == "Active"
@@ -72,7 +75,7 @@ def test_functions_get_their_template_handler_environment_and_layers(cloud: Loca
         for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
         for s in iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]["Statement"]
     ]
-    writes = [s for s in statements if "s3:PutObject" in s["Action"]]
+    writes = [s for s in statements if "s3:PutObject" in s["Action"] and s["Effect"] == "Allow"]
     assert [w["Resource"] for w in writes] == [f"arn:aws:s3:::{cloud.output_bucket}/*"]
 
 
@@ -85,7 +88,7 @@ def test_state_machine_is_the_asl_file_with_substitutions(cloud: LocalCloud) -> 
     for task in ("Validate", "Resize", "Store"):
         function = deployed["States"][task]["Parameters"]["FunctionName"]
         assert function.startswith("arn:aws:lambda:")
-        assert function.endswith(cloud.names[f"{task}Function"])
+        assert function.endswith(f":{cloud.names[f'{task}Function']}:live")
 
 
 def test_rule_targets_the_state_machine_with_retries_and_a_dead_letter_queue(
@@ -100,6 +103,70 @@ def test_rule_targets_the_state_machine_with_retries_and_a_dead_letter_queue(
     assert target["Arn"] == cloud.state_machine_arn
     assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
     assert target["DeadLetterConfig"]["Arn"].startswith("arn:aws:sqs:")
+
+
+def test_every_function_property_in_the_template_is_deployed(cloud: LocalCloud) -> None:
+    # Given the properties the template gives its functions (Globals.Function included)
+    used = set(cloud.template.function_globals())
+    for resource in cloud.template.data["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            used |= set(resource["Properties"])
+    # Then the local deployer handles every one of them (it refuses to deploy others)
+    assert used <= FUNCTION_PROPERTIES, used - FUNCTION_PROPERTIES
+    assert {"AutoPublishAlias", "ReservedConcurrentExecutions"} <= used
+
+
+def test_functions_are_published_and_invoked_through_their_live_alias(cloud: LocalCloud) -> None:
+    lam = cloud.client("lambda")
+    deployed = json.loads(
+        cloud.sfn.describe_state_machine(stateMachineArn=cloud.state_machine_arn)["definition"]
+    )
+    for task in ("Validate", "Resize", "Store", "Forget"):
+        name = cloud.names[f"{task}Function"]
+        # Given AutoPublishAlias: live, each function has version 1 and the alias on it
+        alias = lam.get_alias(FunctionName=name, Name="live")
+        assert alias["FunctionVersion"] == "1"
+        versions = lam.list_versions_by_function(FunctionName=name)["Versions"]
+        assert [v["Version"] for v in versions] == ["$LATEST", "1"]
+        # And `!Ref <Function>.Alias` resolved to the alias ARN in the state machine
+        task_arn = deployed["States"][task]["Parameters"]["FunctionName"]
+        assert task_arn == f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}:live"
+        assert task_arn == alias["AliasArn"]
+        assert cloud.template.resolver.ref(f"{task}Function.Version") == versions[1]["FunctionArn"]
+
+
+def test_invoking_the_alias_reaches_the_local_function(cloud: LocalCloud) -> None:
+    # Given the alias ARN the state machine calls
+    lam = cloud.client("lambda")
+    name = cloud.names["ValidateFunction"]
+    alias_arn = lam.get_alias(FunctionName=name, Name="live")["AliasArn"]
+    before = len(cloud.functions.invocations)
+    # When it is invoked (by ARN, and by name with a qualifier)
+    by_arn = lam.invoke(FunctionName=alias_arn, Payload=b"{}")
+    by_name = lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")
+    # Then both calls ran the template's validate handler (a rejection of an empty event
+    # is an answer from the handler, not from moto's stub)
+    assert by_arn["StatusCode"] == by_name["StatusCode"] == 200
+    calls = cloud.functions.invocations[before:]
+    assert [c.function for c in calls] == ["ValidateFunction", "ValidateFunction"]
+
+
+def test_reserved_concurrency_is_set_when_the_template_reserves_it(cloud: LocalCloud) -> None:
+    lam = cloud.client("lambda")
+    resize = lam.get_function_concurrency(FunctionName=cloud.names["ResizeFunction"])
+    validate = lam.get_function_concurrency(FunctionName=cloud.names["ValidateFunction"])
+    assert resize["ReservedConcurrentExecutions"] == 100
+    assert "ReservedConcurrentExecutions" not in validate
+
+
+def test_no_reserved_concurrency_when_the_parameter_is_zero() -> None:
+    # Given ResizeReservedConcurrency=0 (the condition is false: AWS::NoValue)
+    template = Template(ROOT / "template.yaml", {"ResizeReservedConcurrency": "0"})
+    for logical in template.data["Resources"]:
+        template.resolver.physical[logical] = logical.lower()
+    # Then the function reserves nothing (it draws on the unreserved concurrency)
+    assert template.functions()["ResizeFunction"].reserved_concurrency is None
+    assert Template(ROOT / "template.yaml").resolver.condition("ReserveResizeConcurrency")
 
 
 # -- event delivery ----------------------------------------------------------------------

@@ -26,6 +26,7 @@ deliver to the target's dead-letter queue.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import io
 import json
@@ -41,14 +42,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 from urllib.parse import quote_plus
 
 import boto3
 from moto import mock_aws
-from moto.awslambda.models import LambdaFunction
+from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.events.models import EventPattern, Rule
+from moto.s3 import notifications
 from moto.s3.models import S3Backend
 
 from imgpipe.local.runner import LocalFunctions
@@ -60,7 +63,47 @@ STATE_MACHINE = "ImagePipeline"
 INPUT_BUCKET = "InputBucket"
 OUTPUT_BUCKET = "OutputBucket"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-_MOTO_SEQUENCER = 0x617F08299329D189
+# Where each key's sequencers start; S3's are hex strings like 0055AED6DCD90281E5.
+_SEQUENCER_START = 0x0062A8F0D7E3B40000
+_SEQUENCER_DIGITS = 18
+# S3 notification event names -> the `reason` S3 writes in its EventBridge events, and
+# for deletions the `deletion-type`.
+_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "POST Object",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+    "s3:ObjectRemoved:Delete": "DeleteObject",
+    "s3:ObjectRemoved:DeleteMarkerCreated": "DeleteObject",
+    "s3:LifecycleExpiration:Delete": "Lifecycle Expiration",
+    "s3:LifecycleExpiration:DeleteMarkerCreated": "Lifecycle Expiration",
+}
+_DELETION_TYPES = {
+    "s3:ObjectRemoved:Delete": "Permanently Deleted",
+    "s3:ObjectRemoved:DeleteMarkerCreated": "Delete Marker Created",
+    "s3:LifecycleExpiration:Delete": "Permanently Deleted",
+    "s3:LifecycleExpiration:DeleteMarkerCreated": "Delete Marker Created",
+}
+# The properties of an `AWS::Serverless::Function` (its own or from Globals.Function)
+# that `LocalCloud` deploys; anything else fails the deployment (and a test).
+FUNCTION_PROPERTIES = frozenset(
+    {
+        "Architectures",
+        "AutoPublishAlias",
+        "CodeUri",
+        "Description",
+        "Environment",
+        "Handler",
+        "Layers",
+        "LoggingConfig",
+        "MemorySize",
+        "Policies",
+        "ReservedConcurrentExecutions",
+        "Runtime",
+        "Timeout",
+        "Tracing",
+    }
+)
 
 
 def project_root() -> Path:
@@ -116,11 +159,42 @@ class Delivery:
         return str(value) if value else None
 
 
+class S3Sequencers:
+    """The `sequencer` of each S3 event, per object key, in the order the writes happened.
+
+    S3 gives every PUT and DELETE of a key a sequencer larger than the previous one's
+    (hex strings; pad the shorter with zeros to compare them); sequencers of different
+    keys are unrelated. moto writes one constant. The local cloud holds `lock` around
+    each S3 write, from storing the object to sending its event, so the order of the
+    sequencers is the order in which the writes took effect.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._last: dict[tuple[str, str], int] = {}
+        self._versions: dict[tuple[str, str, str], str] = {}
+
+    def next(self, bucket: str, key: str, version_id: str | None) -> str:
+        """The sequencer of a write of `key` that has just taken effect."""
+        with self.lock:
+            value = self._last.get((bucket, key), _SEQUENCER_START) + 1
+            self._last[(bucket, key)] = value
+            sequencer = f"{value:0{_SEQUENCER_DIGITS}X}"
+            self._versions[(bucket, key, version_id or "null")] = sequencer
+            return sequencer
+
+    def of(self, bucket: str, key: str, version_id: str | None) -> str | None:
+        """The sequencer of the write that made this version (None if none was seen)."""
+        with self.lock:
+            return self._versions.get((bucket, key, version_id or "null"))
+
+
 class EventBridgeBridge:
     """Delivers matched EventBridge events to Step Functions targets inside moto."""
 
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
+        self.sequencers = S3Sequencers()
         self._paused = False
         self._changed = threading.Condition()
 
@@ -157,12 +231,12 @@ class EventBridgeBridge:
                 self.deliveries.append(record)
                 self._changed.notify_all()
 
-    def emit_delete_marker(self, account: str, bucket: Any, key: str, marker_version: str) -> None:
-        """The "Object Deleted" event S3 sends when a delete marker is created.
+    def emit_s3_event(self, account: str, bucket: Any, event_name: str, key: Any) -> None:
+        """The "Object Created" / "Object Deleted" event S3 sends to EventBridge for a
+        write, in AWS's documented shape (`etag`, S3's `reason`) with its sequencer.
 
-        moto sends no notification in that case (it does for unversioned buckets and
-        for deleting the last version), so a versioned input bucket would never tell
-        the pipeline that an upload was deleted.
+        Replaces moto's (which writes `eTag`, the event name as the reason and one
+        constant sequencer); events of other types are moto's own.
         """
         if bucket.notification_configuration is None or (
             bucket.notification_configuration.event_bridge is None
@@ -170,14 +244,22 @@ class EventBridgeBridge:
             return
         from moto.events.models import events_backends
 
+        created = event_name.startswith("s3:ObjectCreated:")
+        version = str(key.version_id) if key.version_id not in (None, "null") else None
+        obj: dict[str, Any] = {"key": key.name}
+        if created:
+            obj |= {"size": key.size, "etag": key.etag.strip('"')}
+        if version is not None:
+            obj["version-id"] = version
+        obj["sequencer"] = self.sequencers.next(bucket.name, key.name, version)
         event = _s3_event(
-            "Object Deleted",
+            "Object Created" if created else "Object Deleted",
             account=account,
             region=bucket.region_name,
             bucket=bucket.name,
-            obj={"key": key, "version-id": marker_version, "sequencer": f"{_MOTO_SEQUENCER:016x}"},
-            reason="DeleteObject",
-            extra_detail={"deletion-type": "Delete Marker Created"},
+            obj=obj,
+            reason=_REASONS[event_name],
+            extra_detail=None if created else {"deletion-type": _DELETION_TYPES[event_name]},
         )
         for bus in events_backends[account][bucket.region_name].event_buses.values():
             for rule in bus.rules.values():
@@ -244,6 +326,24 @@ def _s3_event(
     }
 
 
+_MULTIPART: contextvars.ContextVar[bool] = contextvars.ContextVar("multipart", default=False)
+_INVOKED_ARN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "invoked_function_arn", default=None
+)
+
+
+def _qualified_arn(region: str, account: str, function: str, qualifier: str | None) -> str:
+    """The ARN an Invoke call named: from a name, `name:qualifier` or an ARN, qualified
+    or not, plus the separate `Qualifier` parameter."""
+    if function.startswith("arn:"):
+        arn = function
+    else:
+        arn = f"arn:aws:lambda:{region}:{account}:function:{function}"
+    if qualifier and arn.count(":") == 6:
+        arn = f"{arn}:{qualifier}"
+    return arn
+
+
 def _is_state_machine(arn: str) -> bool:
     return ":states:" in arn and ":stateMachine:" in arn
 
@@ -307,7 +407,6 @@ class LocalCloud:
         self.rule_pattern: dict[str, Any] = {}
         self.deployed: list[DeployedResource] = []
         self.bucket_policies: dict[str, dict[str, Any]] = {}
-        self._sequencer = 0
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.endpoint_url)
@@ -380,8 +479,35 @@ class LocalCloud:
         cloud = self
         original_send = Rule.send_to_targets
 
+        original_invoke = LambdaBackend.invoke
+
+        def backend_invoke(
+            backend: LambdaBackend,
+            function_name: str,
+            qualifier: str | None,
+            body: Any,
+            headers: Any,
+            response_headers: Any,
+        ) -> Any:
+            # The ARN the caller named (a Step Functions task names the alias); moto
+            # resolves it to the function version and runs `_invoke_lambda` on this thread.
+            token = _INVOKED_ARN.set(
+                _qualified_arn(backend.region_name, backend.account_id, function_name, qualifier)
+            )
+            try:
+                return original_invoke(
+                    backend, function_name, qualifier, body, headers, response_headers
+                )
+            finally:
+                _INVOKED_ARN.reset(token)
+
         def invoke(fn: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
-            invocation = cloud.functions.invoke(fn.function_name, event)
+            invocation = cloud.functions.invoke(
+                fn.function_name,
+                event,
+                version=str(fn.version),
+                invoked_arn=_INVOKED_ARN.get() or fn.function_arn,
+            )
             fn.logs_backend.ensure_log_group(fn.logs_group_name)
             fn.save_logs(invocation.logs)
             return (
@@ -399,7 +525,33 @@ class LocalCloud:
             if rule.event_pattern.matches_event(event):
                 cloud.bridge.deliver(rule, event)
 
+        sequencers = cloud.bridge.sequencers
+        original_put = S3Backend.put_object
         original_delete = S3Backend.delete_object
+        original_copy = S3Backend.copy_object
+        original_complete = S3Backend.complete_multipart_upload
+        original_event = notifications._send_event_bridge_message
+
+        # Each S3 write holds the sequencers' lock from storing the object to sending its
+        # event: sequencers then follow the order the writes took effect (moto's own
+        # read-modify-write of a key's versions is also no longer racy).
+        def put_object(backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
+            with sequencers.lock:
+                return original_put(backend, *args, **kwargs)
+
+        def copy_object(backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
+            with sequencers.lock:
+                return original_copy(backend, *args, **kwargs)
+
+        def complete_multipart_upload(backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
+            # moto sends "Put" from the put_object inside, then "CompleteMultipartUpload";
+            # S3 sends the latter only.
+            token = _MULTIPART.set(True)
+            try:
+                with sequencers.lock:
+                    return original_complete(backend, *args, **kwargs)
+            finally:
+                _MULTIPART.reset(token)
 
         def delete_object(
             backend: S3Backend,
@@ -408,20 +560,38 @@ class LocalCloud:
             version_id: str | None = None,
             bypass: bool = False,
         ) -> tuple[bool, dict[str, Any]]:
-            deleted, meta = original_delete(backend, bucket_name, key_name, version_id, bypass)
-            if deleted and version_id is None and meta.get("delete-marker") == "true":
-                cloud.bridge.emit_delete_marker(
-                    backend.account_id,
-                    backend.get_bucket(bucket_name),
-                    key_name,
-                    str(meta["version-id"]),
-                )
+            with sequencers.lock:
+                deleted, meta = original_delete(backend, bucket_name, key_name, version_id, bypass)
+                if deleted and version_id is None and meta.get("delete-marker") == "true":
+                    # S3 sends "Object Deleted" for a new delete marker; moto does not.
+                    marker = SimpleNamespace(name=key_name, version_id=str(meta["version-id"]))
+                    cloud.bridge.emit_s3_event(
+                        backend.account_id,
+                        backend.get_bucket(bucket_name),
+                        "s3:ObjectRemoved:DeleteMarkerCreated",
+                        marker,
+                    )
             return deleted, meta
+
+        def send_event_bridge_message(
+            account_id: str, bucket: Any, event_name: str, key: Any
+        ) -> None:
+            if event_name not in _REASONS:
+                original_event(account_id, bucket, event_name, key)
+            elif not (_MULTIPART.get() and event_name == "s3:ObjectCreated:Put"):
+                cloud.bridge.emit_s3_event(account_id, bucket, event_name, key)
 
         patches: list[Any] = [
             mock.patch.object(LambdaFunction, "_invoke_lambda", invoke),
+            mock.patch.object(LambdaBackend, "invoke", backend_invoke),
             mock.patch.object(Rule, "send_to_targets", send_to_targets),
+            mock.patch.object(S3Backend, "put_object", put_object),
+            mock.patch.object(S3Backend, "copy_object", copy_object),
+            mock.patch.object(S3Backend, "complete_multipart_upload", complete_multipart_upload),
             mock.patch.object(S3Backend, "delete_object", delete_object),
+            mock.patch.object(
+                notifications, "_send_event_bridge_message", send_event_bridge_message
+            ),
         ]
         if retry_sleep is not None:
             from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -493,6 +663,12 @@ class LocalCloud:
             self.arns[logical] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
             resolver.physical[logical] = name
             resolver.attributes[(logical, "Arn")] = self.arns[logical]
+            alias = resolver.resolve(self._function_props(logical).get("AutoPublishAlias"))
+            if alias:
+                # SAM's references to what AutoPublishAlias publishes: the first version
+                # of a new function is 1 (checked when it is published).
+                resolver.physical[f"{logical}.Version"] = f"{self.arns[logical]}:1"
+                resolver.physical[f"{logical}.Alias"] = f"{self.arns[logical]}:{alias}"
         machine = self._physical_name(STATE_MACHINE)
         resolver.physical[STATE_MACHINE] = (
             f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{machine}"
@@ -543,6 +719,13 @@ class LocalCloud:
                     Attributes={"Policy": json.dumps(props["PolicyDocument"])},
                 )
             self._record(logical, "AWS::SQS::QueuePolicy", ",".join(props["Queues"]))
+
+    def _function_props(self, logical: str) -> dict[str, Any]:
+        """A function's properties with the template's `Globals.Function` under them."""
+        return {
+            **self.template.function_globals(),
+            **self.template.data["Resources"][logical].get("Properties", {}),
+        }
 
     def _machine_props(self) -> dict[str, Any]:
         props: dict[str, Any] = self.template.data["Resources"][STATE_MACHINE]["Properties"]
@@ -678,16 +861,21 @@ class LocalCloud:
         self._record(logical, "AWS::Serverless::LayerVersion", arn)
 
     def _deploy_function(self, logical: str, spec: FunctionSpec) -> None:
-        props = {
-            **self.template.function_globals(),
-            **self.template.data["Resources"][logical]["Properties"],
-        }
+        props = self._function_props(logical)
+        unknown = set(props) - FUNCTION_PROPERTIES
+        if unknown:
+            msg = f"{logical}: the local cloud does not deploy {', '.join(sorted(unknown))}"
+            raise NotImplementedError(msg)
+        resolver = self.template.resolver
         role = self._role(
             logical, "lambda.amazonaws.com", self._inline_policies(props.get("Policies", []))
         )
-        tracing = self.template.resolver.resolve(props.get("Tracing", "PassThrough"))
-        arn = self.client("lambda").create_function(
-            FunctionName=self.names[logical],
+        tracing = resolver.resolve(props.get("Tracing", "PassThrough"))
+        name = self.names[logical]
+        lam = self.client("lambda")
+        arn = lam.create_function(
+            FunctionName=name,
+            Description=str(resolver.resolve(props.get("Description", ""))),
             Runtime=spec.runtime,
             Role=role,
             Handler=spec.handler,
@@ -696,11 +884,37 @@ class LocalCloud:
             Timeout=spec.timeout_s,
             Architectures=[spec.architecture],
             Environment={"Variables": spec.environment},
-            Layers=[self.template.resolver.physical[layer] for layer in spec.layers],
+            Layers=[resolver.physical[layer] for layer in spec.layers],
             TracingConfig={"Mode": "Active" if tracing == "Active" else "PassThrough"},
         )["FunctionArn"]
         self.arns[logical] = arn
         self._record(logical, "AWS::Serverless::Function", arn)
+        if spec.log_group is not None:
+            # moto ignores LoggingConfig; its invocations log to `logs_group_name`.
+            from moto.awslambda.models import lambda_backends
+
+            lambda_backends[ACCOUNT][REGION].get_function(name).logs_group_name = spec.log_group
+        if spec.reserved_concurrency is not None:
+            # Reserved concurrency belongs to the function, whichever version is invoked.
+            lam.put_function_concurrency(
+                FunctionName=name, ReservedConcurrentExecutions=spec.reserved_concurrency
+            )
+        if spec.alias is not None:
+            # What SAM's AutoPublishAlias creates: a version of this code and configuration
+            # and an alias pointing at it (`Ref Function.Version` / `Ref Function.Alias`).
+            version = lam.publish_version(FunctionName=name)
+            alias = lam.create_alias(
+                FunctionName=name, Name=spec.alias, FunctionVersion=version["Version"]
+            )
+            expected = (
+                resolver.physical[f"{logical}.Version"],
+                resolver.physical[f"{logical}.Alias"],
+            )
+            if (version["FunctionArn"], alias["AliasArn"]) != expected:
+                msg = f"{logical}: published {version['FunctionArn']}, expected {expected[0]}"
+                raise RuntimeError(msg)
+            self._record(f"{logical}Version", "AWS::Lambda::Version", version["FunctionArn"])
+            self._record(f"{logical}Alias{spec.alias}", "AWS::Lambda::Alias", alias["AliasArn"])
 
     def _inline_policies(self, policies: list[Any]) -> list[dict[str, Any]]:
         """Policy documents from a SAM `Policies` list (inline documents and the
@@ -827,17 +1041,19 @@ class LocalCloud:
         """The EventBridge event S3 sends for an object, in AWS's documented shape."""
         bucket = bucket or self.input_bucket
         head = self.s3.head_object(Bucket=bucket, Key=key)
-        self._sequencer += 1
+        version = head.get("VersionId")
+        version = None if version in (None, "null") else str(version)
         obj: dict[str, Any] = {
             "key": quote_plus(key, safe="/") if url_encode_key else key,
             "size": head["ContentLength"],
             "etag": head["ETag"].strip('"'),
-            # Above the constant sequencer moto puts in its own S3 events, so a hand-made
-            # event is never older than one moto already sent for the same key.
-            "sequencer": f"{_MOTO_SEQUENCER + self._sequencer:016X}",
+            # The sequencer S3 gave the PUT that made this version: the event is the one
+            # S3 sent for it (a redelivery of it carries the same sequencer).
+            "sequencer": self.bridge.sequencers.of(bucket, key, version)
+            or self.bridge.sequencers.next(bucket, key, version),
         }
-        if head.get("VersionId") not in (None, "null"):
-            obj["version-id"] = head["VersionId"]
+        if version is not None:
+            obj["version-id"] = version
         return _s3_event(
             "Object Created",
             account=ACCOUNT,

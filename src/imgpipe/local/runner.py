@@ -31,14 +31,25 @@ from typing import Any, TextIO
 from imgpipe.local.template import FunctionSpec
 
 
-def lambda_environment(spec: FunctionSpec, name: str, region: str) -> dict[str, str]:
+def function_name(function: str) -> str:
+    """The function name in what an Invoke call names: a name, `name:qualifier`, or a
+    function ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`)."""
+    if function.startswith("arn:"):
+        return function.split(":")[6]
+    return function.split(":", 1)[0]
+
+
+def lambda_environment(
+    spec: FunctionSpec, name: str, region: str, version: str = "$LATEST"
+) -> dict[str, str]:
     """The variables the Lambda service sets for every function."""
     return {
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
         "AWS_LAMBDA_FUNCTION_NAME": name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_VERSION": version,
+        "AWS_LAMBDA_LOG_GROUP_NAME": spec.log_group or f"/aws/lambda/{name}",
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
@@ -129,8 +140,9 @@ class LocalFunctions:
         self._lock = threading.RLock()
         self.invocations: list[Invocation] = []
 
-    def logical_id(self, function_name: str) -> str:
-        return self._by_name[function_name]
+    def logical_id(self, function: str) -> str:
+        """The template's logical id for a function name, `name:qualifier` or ARN."""
+        return self._by_name[function_name(function)]
 
     def module(self, logical: str) -> ModuleType:
         """The loaded handler module (loads it cold if needed)."""
@@ -147,16 +159,16 @@ class LocalFunctions:
         with self._lock, self._environment(logical):
             yield self._load(logical)[0]
 
-    def _function_environment(self, logical: str) -> dict[str, str]:
+    def _function_environment(self, logical: str, version: str = "$LATEST") -> dict[str, str]:
         spec = self._specs[logical]
-        env = lambda_environment(spec, self._names[logical], self._region)
+        env = lambda_environment(spec, self._names[logical], self._region, version)
         env.update(self._base_env)
         env.update(spec.environment)
         return env
 
     @contextmanager
-    def _environment(self, logical: str) -> Iterator[None]:
-        overlay = self._function_environment(logical)
+    def _environment(self, logical: str, version: str = "$LATEST") -> Iterator[None]:
+        overlay = self._function_environment(logical, version)
         saved = {name: os.environ.get(name) for name in overlay}
         os.environ.update(overlay)
         try:
@@ -191,19 +203,29 @@ class LocalFunctions:
         self._modules[logical] = module
         return module, (time.perf_counter() - started) * 1000
 
-    def invoke(self, function_name: str, event: Any) -> Invocation:
-        logical = self._by_name[function_name]
+    def invoke(
+        self,
+        function: str,
+        event: Any,
+        *,
+        version: str = "$LATEST",
+        invoked_arn: str | None = None,
+    ) -> Invocation:
+        logical = self.logical_id(function)
         spec = self._specs[logical]
+        name = self._names[logical]
+        arn = f"arn:aws:lambda:{self._region}:{self._account}:function:{name}"
         router = _install_router()
-        with self._lock, self._environment(logical), router.capture() as output:
+        with self._lock, self._environment(logical, version), router.capture() as output:
+            # Made once the call has the function to itself: its clock starts now.
             context = LocalContext(
-                function_name=function_name,
+                function_name=name,
                 memory_limit_in_mb=spec.memory_mb,
-                invoked_function_arn=(
-                    f"arn:aws:lambda:{self._region}:{self._account}:function:{function_name}"
-                ),
+                invoked_function_arn=invoked_arn
+                or (arn if version == "$LATEST" else f"{arn}:{version}"),
                 timeout_s=spec.timeout_s,
-                log_group_name=f"/aws/lambda/{function_name}",
+                function_version=version,
+                log_group_name=spec.log_group or f"/aws/lambda/{name}",
             )
             cold = logical not in self._modules
             started = time.perf_counter()

@@ -4,7 +4,9 @@ The local cloud derives everything from the template that is deployed: function
 handlers, code folders, environment, layers, the state machine's definition file and
 its substitutions. This module resolves the small subset of CloudFormation
 intrinsics the template uses (Ref, GetAtt, Sub, If, Join, Select, Split, Equals,
-Not, And, Or) against parameter values and the physical names the emulator chose.
+Not, And, Or) against parameter values and the physical names the emulator chose,
+including SAM's `Ref Function.Alias` and `Ref Function.Version` (the ARNs of the alias
+and version that `AutoPublishAlias` publishes).
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ class FunctionSpec:
     timeout_s: int
     environment: dict[str, str]
     layers: tuple[str, ...]
+    # SAM's AutoPublishAlias: publish a version and point this alias at it.
+    alias: str | None = None
+    # ReservedConcurrentExecutions (None: the function draws on unreserved concurrency).
+    reserved_concurrency: int | None = None
+    # LoggingConfig.LogGroup (None: Lambda's default /aws/lambda/<function name>).
+    log_group: str | None = None
 
 
 @dataclass
@@ -154,7 +162,9 @@ class Resolver:
             "Fn::GetAtt": lambda a: self.get_att(*(a if isinstance(a, list) else a.split(".", 1))),
             "Fn::Sub": self._sub,
             "Fn::If": lambda a: self.resolve(a[1] if self.condition(a[0]) else a[2]),
-            "Fn::Equals": lambda a: self.resolve(a[0]) == self.resolve(a[1]),
+            # CloudFormation compares the values as strings: `!Ref` of a Number parameter
+            # is "0", and the literal 0 it is compared with is "0" too.
+            "Fn::Equals": lambda a: _cfn_text(self.resolve(a[0])) == _cfn_text(self.resolve(a[1])),
             "Fn::Not": lambda a: not self.resolve(a[0]),
             "Fn::And": lambda a: all(self.resolve(x) for x in a),
             "Fn::Or": lambda a: any(self.resolve(x) for x in a),
@@ -213,6 +223,9 @@ class Template:
                 )
             )
             architectures = self.resolver.resolve(props.get("Architectures", ["x86_64"]))
+            alias = self.resolver.resolve(props.get("AutoPublishAlias", NO_VALUE))
+            reserved = self.resolver.resolve(props.get("ReservedConcurrentExecutions", NO_VALUE))
+            log_group = self.resolver.resolve(props.get("LoggingConfig", {})).get("LogGroup")
             specs[logical] = FunctionSpec(
                 logical_id=logical,
                 code_uri=(self.root / str(self.resolver.resolve(props["CodeUri"]))).resolve(),
@@ -223,6 +236,9 @@ class Template:
                 timeout_s=int(self.resolver.resolve(props.get("Timeout", 3))),
                 environment={k: str(v) for k, v in env.items()},
                 layers=tuple(_layer_ids(props.get("Layers", []))),
+                alias=None if alias is NO_VALUE else str(alias),
+                reserved_concurrency=None if reserved is NO_VALUE else int(reserved),
+                log_group=None if log_group is None else str(log_group),
             )
         return specs
 
@@ -238,6 +254,15 @@ class Template:
             msg = f"{props['DefinitionUri']} has placeholders without substitutions: {leftover}"
             raise KeyError(msg)
         return definition, props
+
+
+def _cfn_text(value: Any) -> Any:
+    """A scalar as CloudFormation sees it (a string); lists and maps unchanged."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    return value
 
 
 def _layer_ids(layers: list[Any]) -> list[str]:

@@ -6,8 +6,11 @@ config lists the only folders that go on `sys.path` (the function's CodeUri, its
 layers' `python/` folders, and a runtime folder holding what the Lambda Python
 runtime provides, i.e. boto3). The environment is exactly the function's.
 
-Protocol: one JSON request per line on stdin (`{"event": ..., "request_id": ...,
-"deadline_ms": ...}`), one JSON response per line on the original stdout. Whatever the
+Protocol, in JSON lines: once initialised (handler module imported, or failed to), the
+worker writes `{"ready": true}` on the original stdout; then it reads one request per
+line on stdin (`{"event": ..., "request_id": ..., "deadline": ...,
+"invoked_function_arn": ...}`, the deadline on the system's monotonic clock) and
+answers each with one response line. Whatever the
 handler prints (Powertools' JSON logs, EMF metrics) is captured per invocation and
 returned in the response, the way Lambda sends it to the function's log stream.
 
@@ -48,15 +51,17 @@ class _Capture(io.TextIOBase):
 class _Context:
     """The attributes of Lambda's context object that handlers and Powertools read."""
 
-    def __init__(self, config: dict[str, Any], request_id: str, deadline: float) -> None:
+    def __init__(self, config: dict[str, Any], request: dict[str, Any]) -> None:
         self.function_name = config["function_name"]
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = config["function_arn"]
+        self.function_version = config["function_version"]
+        self.invoked_function_arn = request["invoked_function_arn"]
         self.memory_limit_in_mb = config["memory_mb"]
-        self.aws_request_id = request_id
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.aws_request_id = request["request_id"]
+        self.log_group_name = config["log_group"]
         self.log_stream_name = "local"
-        self._deadline = deadline
+        # When the caller kills this process: its clock started with this invocation.
+        # time.monotonic() is the system-wide monotonic clock, the same in both processes.
+        self._deadline = float(request["deadline"])
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
@@ -111,18 +116,20 @@ def main() -> None:
         }
     init_ms = (time.perf_counter() - init_started) * 1000
     init_logs = capture.take()
+    # Initialised: from here on, the caller's clock runs per invocation.
+    protocol.write(json.dumps({"ready": True}) + "\n")
+    protocol.flush()
 
     first = True
     for line in sys.stdin:
         request = json.loads(line)
         started = time.perf_counter()
-        deadline = time.monotonic() + request["deadline_ms"] / 1000
         error_type = None
         if init_error is not None:
             response: Any = init_error
             error_type = init_error["errorType"]
         else:
-            context = _Context(config, request["request_id"], deadline)
+            context = _Context(config, request)
             try:
                 assert handler is not None
                 response = handler(request["event"], context)

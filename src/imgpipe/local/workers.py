@@ -19,8 +19,10 @@ reports it to Step Functions.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
+import queue
 import re
 import shutil
 import subprocess
@@ -28,11 +30,11 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from imgpipe.local.runner import Invocation, lambda_environment
+from imgpipe.local.runner import Invocation, function_name, lambda_environment
 from imgpipe.local.template import FunctionSpec, Template
 
 # What the Lambda Python runtime provides to every function (not shipped in layers).
@@ -103,14 +105,84 @@ def assemble_layers(template: Template, out: Path) -> dict[str, Path]:
     return farms
 
 
+# Lambda gives a function's initialisation (imports, module-level clients) up to 10 s of
+# its own; the function's Timeout starts with the invocation. An init that runs over is
+# retried inside the invocation, under the function's timeout: so at most this + Timeout.
+INIT_LIMIT_S = 10.0
+
+
+class _Process:
+    """One worker process, with a reader thread that queues each line it writes."""
+
+    def __init__(self, popen: subprocess.Popen[str]) -> None:
+        self.popen = popen
+        self.stray: list[str] = []
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        stdout = self.popen.stdout
+        assert stdout is not None
+        with stdout:
+            for line in stdout:
+                self._lines.put(line)
+        self._lines.put("")  # end of file: the process has exited
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def send(self, message: dict[str, Any]) -> bool:
+        assert self.popen.stdin is not None
+        try:
+            self.popen.stdin.write(json.dumps(message) + "\n")
+            self.popen.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+        return True
+
+    def receive(self, deadline: float) -> str | None:
+        """The next protocol line ("" once the process has exited), or None at the
+        deadline. Anything else the process wrote to its stdout or stderr file
+        descriptors (a fatal error's traceback) is kept in `stray`."""
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if not line or line.startswith("{"):
+                return line
+            self.stray.append(line)
+
+    def kill(self) -> None:
+        self.popen.kill()
+        self.popen.wait()
+
+    def close(self) -> None:
+        if self.popen.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.popen.stdin.close()
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
 @dataclass
-class _Worker:
-    process: subprocess.Popen[str]
-    lock: threading.Lock
+class _Slot:
+    """A function version's execution environment, as callers see it.
+
+    Callers queue on `lock`, and only the holder looks at `process`: when the process
+    dies (killed, crashed, timed out), the holder's call fails, the slot is emptied and
+    the next caller in the queue starts a replacement.
+    """
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    process: _Process | None = None
+    waiting: int = 0
 
 
 class WorkerFunctions:
-    """Same interface as `LocalFunctions`, with a process per function."""
+    """Same interface as `LocalFunctions`, with a process per function version."""
 
     def __init__(
         self,
@@ -131,16 +203,17 @@ class WorkerFunctions:
         self._endpoint = endpoint_url
         self._region = region
         self._extra = extra_environment or {}
-        self._workers: dict[str, _Worker] = {}
+        self._slots: dict[tuple[str, str], _Slot] = {}
         self._guard = threading.Lock()
         self.invocations: list[Invocation] = []
 
-    def logical_id(self, function_name: str) -> str:
-        return self._by_name[function_name]
+    def logical_id(self, function: str) -> str:
+        """The template's logical id for a function name, `name:qualifier` or ARN."""
+        return self._by_name[function_name(function)]
 
-    def environment(self, logical: str) -> dict[str, str]:
+    def environment(self, logical: str, version: str = "$LATEST") -> dict[str, str]:
         spec = self._specs[logical]
-        env = lambda_environment(spec, self._names[logical], self._region)
+        env = lambda_environment(spec, self._names[logical], self._region, version)
         env.update(
             {
                 # What makes its SDK talk to the emulator instead of AWS.
@@ -159,17 +232,29 @@ class WorkerFunctions:
         layer_paths = [str(self._layers[layer]) for layer in spec.layers if layer in self._layers]
         return [str(spec.code_uri), *layer_paths, str(self._layers["runtime"])]
 
-    def _start(self, logical: str) -> _Worker:
+    def queued(self, function: str, version: str = "$LATEST") -> int:
+        """How many calls of this function version are waiting for its worker."""
+        slot = self._slots.get((self.logical_id(function), version))
+        return 0 if slot is None else slot.waiting
+
+    def pid(self, function: str, version: str = "$LATEST") -> int | None:
+        """The process id of the worker serving this function version, if one runs."""
+        slot = self._slots.get((self.logical_id(function), version))
+        process = None if slot is None else slot.process
+        return None if process is None else process.popen.pid
+
+    def _start(self, logical: str, version: str) -> _Process:
         spec = self._specs[logical]
         config = {
             "function_name": self._names[logical],
-            "function_arn": self._arns[logical],
+            "function_version": version,
             "memory_mb": spec.memory_mb,
             "handler": spec.handler,
             "code_uri": str(spec.code_uri),
+            "log_group": spec.log_group or f"/aws/lambda/{self._names[logical]}",
             "path": self.sys_path(logical),
         }
-        process = subprocess.Popen(
+        popen = subprocess.Popen(
             [
                 sys.executable,
                 "-I",
@@ -180,44 +265,40 @@ class WorkerFunctions:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=self.environment(logical),
+            env=self.environment(logical, version),
             cwd=str(spec.code_uri),
             text=True,
             bufsize=1,
         )
-        return _Worker(process=process, lock=threading.Lock())
+        return _Process(popen)
 
-    def _worker(self, logical: str) -> _Worker:
+    def _slot(self, logical: str, version: str) -> _Slot:
         with self._guard:
-            worker = self._workers.get(logical)
-            if worker is None or worker.process.poll() is not None:
-                worker = self._start(logical)
-                self._workers[logical] = worker
-            return worker
+            return self._slots.setdefault((logical, version), _Slot())
 
-    def invoke(self, function_name: str, event: Any) -> Invocation:
-        logical = self._by_name[function_name]
+    def invoke(
+        self,
+        function: str,
+        event: Any,
+        *,
+        version: str = "$LATEST",
+        invoked_arn: str | None = None,
+    ) -> Invocation:
+        logical = self.logical_id(function)
         spec = self._specs[logical]
         request_id = str(uuid.uuid4())
-        worker = self._worker(logical)
-        with worker.lock:
-            started = time.perf_counter()
-            reply = self._exchange(worker, event, request_id, spec.timeout_s)
-            elapsed = (time.perf_counter() - started) * 1000
-        if reply is None:
-            self._kill(logical, worker)
-            reply = {
-                "response": {
-                    "errorType": "Sandbox.Timedout",
-                    "errorMessage": f"Task timed out after {spec.timeout_s:.2f} seconds",
-                },
-                "error_type": "Sandbox.Timedout",
-                "logs": "",
-                "duration_ms": elapsed,
-                "init_ms": 0.0,
-                "cold_start": False,
-                "max_memory_mb": 0.0,
-            }
+        slot = self._slot(logical, version)
+        with self._guard:
+            slot.waiting += 1
+        try:
+            slot.lock.acquire()
+        finally:
+            with self._guard:
+                slot.waiting -= 1
+        try:
+            reply = self._run(slot, logical, version, event, request_id, invoked_arn)
+        finally:
+            slot.lock.release()
         invocation = Invocation(
             function=logical,
             request_id=request_id,
@@ -232,67 +313,90 @@ class WorkerFunctions:
         self.invocations.append(invocation)
         return invocation
 
-    def _exchange(
-        self, worker: _Worker, event: Any, request_id: str, timeout_s: int
-    ) -> dict[str, Any] | None:
-        assert worker.process.stdin is not None
-        assert worker.process.stdout is not None
-        request = {"event": event, "request_id": request_id, "deadline_ms": timeout_s * 1000}
-        try:
-            worker.process.stdin.write(json.dumps(request) + "\n")
-            worker.process.stdin.flush()
-        except BrokenPipeError:
-            return _crashed(worker.process)
-        line = _read_line(worker.process.stdout, timeout_s)
+    def _run(
+        self,
+        slot: _Slot,
+        logical: str,
+        version: str,
+        event: Any,
+        request_id: str,
+        invoked_arn: str | None,
+    ) -> dict[str, Any]:
+        """One invocation in the slot's process (started first if there is none);
+        the caller holds the slot's lock."""
+        spec = self._specs[logical]
+        if slot.process is not None and not slot.process.alive():
+            slot.process.close()
+            slot.process = None
+        if slot.process is None:
+            process = self._start(logical, version)
+            ready = process.receive(time.monotonic() + INIT_LIMIT_S + spec.timeout_s)
+            if not ready:
+                failure = _timed_out(spec, 0.0) if ready is None else _crashed(process)
+                process.kill()
+                process.close()
+                return failure
+            slot.process = process
+        process = slot.process
+        # The function's timeout counts this invocation only: not the time the call
+        # waited for the worker, nor the worker's initialisation. The worker is handed
+        # the same deadline, for the handler's context.get_remaining_time_in_millis().
+        started = time.monotonic()
+        deadline = started + spec.timeout_s
+        request = {
+            "event": event,
+            "request_id": request_id,
+            "deadline": deadline,
+            "invoked_function_arn": invoked_arn or self._qualified_arn(logical, version),
+        }
+        line = process.receive(deadline) if process.send(request) else ""
+        if line:
+            answer: dict[str, Any] = json.loads(line)
+            return answer
+        slot.process = None
         if line is None:
-            return None
-        if not line:
-            return _crashed(worker.process)
-        reply: dict[str, Any] = json.loads(line)
-        return reply
+            process.kill()
+            failure = _timed_out(spec, (time.monotonic() - started) * 1000)
+        else:
+            failure = _crashed(process)
+        process.close()
+        return failure
 
-    def _kill(self, logical: str, worker: _Worker) -> None:
-        worker.process.kill()
-        worker.process.wait()
-        with self._guard:
-            if self._workers.get(logical) is worker:
-                del self._workers[logical]
+    def _qualified_arn(self, logical: str, version: str) -> str:
+        arn = self._arns[logical]
+        return arn if version == "$LATEST" else f"{arn}:{version}"
 
     def close(self) -> None:
         with self._guard:
-            workers = list(self._workers.values())
-            self._workers.clear()
-        for worker in workers:
-            if worker.process.stdin is not None:
-                worker.process.stdin.close()
-            try:
-                worker.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
-            if worker.process.stdout is not None:
-                worker.process.stdout.close()
+            slots = list(self._slots.values())
+            self._slots.clear()
+        for slot in slots:
+            if slot.process is not None:
+                slot.process.close()
 
 
-def _read_line(stream: IO[str], timeout_s: float) -> str | None:
-    """One line from the worker, or None if it takes longer than the timeout."""
-    result: list[str] = []
-    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout_s)
-    if reader.is_alive():
-        return None
-    return result[0] if result else ""
+def _timed_out(spec: FunctionSpec, elapsed_ms: float) -> dict[str, Any]:
+    return {
+        "response": {
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": f"Task timed out after {spec.timeout_s:.2f} seconds",
+        },
+        "error_type": "Sandbox.Timedout",
+        "logs": "",
+        "duration_ms": elapsed_ms,
+        "init_ms": 0.0,
+        "cold_start": False,
+        "max_memory_mb": 0.0,
+    }
 
 
-def _crashed(process: subprocess.Popen[str]) -> dict[str, Any]:
-    code = process.wait()
-    output = process.stdout.read() if process.stdout is not None else ""
+def _crashed(process: _Process) -> dict[str, Any]:
+    code = process.popen.wait()
     message = f"RequestId: local Error: Runtime exited with error: exit status {code}"
     return {
         "response": {"errorType": "Runtime.ExitError", "errorMessage": message},
         "error_type": "Runtime.ExitError",
-        "logs": output,
+        "logs": "".join(process.stray),
         "duration_ms": 0.0,
         "init_ms": 0.0,
         "cold_start": False,
