@@ -53,6 +53,8 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.events.models import EventPattern, Rule
 from moto.s3 import notifications
 from moto.s3.models import S3Backend
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 from imgpipe.local.runner import LocalFunctions
 from imgpipe.local.template import FunctionSpec, Template
@@ -261,9 +263,18 @@ class EventBridgeBridge:
             reason=_REASONS[event_name],
             extra_detail=None if created else {"deletion-type": _DELETION_TYPES[event_name]},
         )
-        for bus in events_backends[account][bucket.region_name].event_buses.values():
-            for rule in bus.rules.values():
-                rule.send_to_targets(event, transform_input=False)  # type: ignore[arg-type]
+        buses = events_backends[account][bucket.region_name].event_buses
+
+        def send() -> None:
+            for bus in list(buses.values()):
+                for rule in list(bus.rules.values()):
+                    rule.send_to_targets(event, transform_input=False)  # type: ignore[arg-type]
+
+        pending = _PENDING.get()
+        if pending is None:
+            send()
+        else:
+            pending.append(send)
 
     def wait_for(
         self,
@@ -326,6 +337,10 @@ def _s3_event(
     }
 
 
+# Events of the S3 write in progress on this thread, sent when it has let go of the lock.
+_PENDING: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
+    "pending_s3_events", default=None
+)
 _MULTIPART: contextvars.ContextVar[bool] = contextvars.ContextVar("multipart", default=False)
 _INVOKED_ARN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "invoked_function_arn", default=None
@@ -532,15 +547,34 @@ class LocalCloud:
         original_complete = S3Backend.complete_multipart_upload
         original_event = notifications._send_event_bridge_message
 
-        # Each S3 write holds the sequencers' lock from storing the object to sending its
-        # event: sequencers then follow the order the writes took effect (moto's own
-        # read-modify-write of a key's versions is also no longer racy).
+        @contextmanager
+        def s3_write() -> Iterator[None]:
+            """Each S3 write holds the sequencers' lock from storing the object to making
+            its event, so sequencers follow the order the writes took effect (moto's own
+            read-modify-write of a key's versions is no longer racy either). The events
+            are sent once the lock is let go: starting an execution takes a while, and
+            S3 does not promise delivery in order either (that is what sequencers are for).
+            """
+            if _PENDING.get() is not None:  # a write inside a write (copy -> put)
+                with sequencers.lock:
+                    yield
+                return
+            pending: list[Callable[[], None]] = []
+            token = _PENDING.set(pending)
+            try:
+                with sequencers.lock:
+                    yield
+            finally:
+                _PENDING.reset(token)
+                for send in pending:
+                    send()
+
         def put_object(backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
-            with sequencers.lock:
+            with s3_write():
                 return original_put(backend, *args, **kwargs)
 
         def copy_object(backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
-            with sequencers.lock:
+            with s3_write():
                 return original_copy(backend, *args, **kwargs)
 
         def complete_multipart_upload(backend: S3Backend, *args: Any, **kwargs: Any) -> Any:
@@ -548,7 +582,7 @@ class LocalCloud:
             # S3 sends the latter only.
             token = _MULTIPART.set(True)
             try:
-                with sequencers.lock:
+                with s3_write():
                     return original_complete(backend, *args, **kwargs)
             finally:
                 _MULTIPART.reset(token)
@@ -560,7 +594,7 @@ class LocalCloud:
             version_id: str | None = None,
             bypass: bool = False,
         ) -> tuple[bool, dict[str, Any]]:
-            with sequencers.lock:
+            with s3_write():
                 deleted, meta = original_delete(backend, bucket_name, key_name, version_id, bypass)
                 if deleted and version_id is None and meta.get("delete-marker") == "true":
                     # S3 sends "Object Deleted" for a new delete marker; moto does not.
@@ -593,6 +627,22 @@ class LocalCloud:
                 notifications, "_send_event_bridge_message", send_event_bridge_message
             ),
         ]
+        # moto parses the definition again for every execution (~0.1 s of CPU for ours,
+        # most of it ANTLR); a burst of uploads then starves everything else in the
+        # emulator's process. The parse tree of a definition never changes: keep it, and
+        # build each execution's own components from it (what the parse does after it).
+        original_parse = AmazonStateLanguageParser.parse
+        trees: dict[str, Any] = {}
+
+        def parse(definition: str) -> tuple[Any, Any]:
+            tree = trees.get(definition)
+            if tree is None:
+                program, tree = original_parse(definition)
+                trees[definition] = tree
+                return program, tree
+            return Preprocessor().visit(tree), tree
+
+        patches.append(mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse)))
         if retry_sleep is not None:
             from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
