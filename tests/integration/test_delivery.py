@@ -111,7 +111,7 @@ def test_deleting_an_upload_removes_its_renditions_and_manifest(cloud: LocalClou
     record = cloud.delete("gone/photo.jpg")
     # Then the Forget path removes exactly its folder, manifest included
     assert record.status == "SUCCEEDED", record.cause
-    assert record.states_entered() == ["WhatHappened", "Forget", "Forgotten"]
+    assert record.states_entered() == ["WhatHappened", "Forget", "IsForgotten", "Forgotten"]
     assert record.output is not None
     assert record.output["status"] == "deleted"
     assert len(record.output["removed"]) == 7

@@ -135,8 +135,9 @@ def deployed(cloud: LocalCloud) -> Deployed:
     definition, _ = cloud.template.state_machine(STATE_MACHINE)
     asl = json.loads(definition)
     by_arn = {arn: logical for logical, arn in cloud.arns.items()}
+    # Tasks call the `live` alias: arn:aws:lambda:region:account:function:name:live
     function_of = {
-        name: by_arn[state["Parameters"]["FunctionName"]]
+        name: by_arn[":".join(state["Parameters"]["FunctionName"].split(":")[:7])]
         for name, state in asl["States"].items()
         if state["Type"] == "Task"
     }
@@ -747,9 +748,9 @@ def runtime_fails(
     target = cloud.names[logical]
     failed: list[str] = []
 
-    def invoke(function_name: str, event: Any) -> Invocation:
+    def invoke(function_name: str, event: Any, **options: Any) -> Invocation:
         if function_name != target or (times is not None and len(failed) >= times):
-            result: Invocation = original(function_name, event)
+            result: Invocation = original(function_name, event, **options)
             return result
         request_id = str(uuid.uuid4())
         failed.append(request_id)

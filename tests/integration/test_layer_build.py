@@ -243,10 +243,16 @@ def function_environment(logical: str) -> dict[str, str]:
     """The function's template environment with every parameter at its default."""
     template = check_layer.load_template(ROOT / "template.yaml")
     defaults = {k: str(v["Default"]) for k, v in template["Parameters"].items()}
-    refs = {**defaults, "OutputBucket": "imgpipe-output-smoke", "SourceStateTable": STATE_TABLE}
+    refs = {
+        **defaults,
+        "InputBucket": "imgpipe-input-smoke",
+        "OutputBucket": "imgpipe-output-smoke",
+        "SourceStateTable": STATE_TABLE,
+    }
+    own = template["Resources"][logical]["Properties"].get("Environment", {})
     variables = {
         **template["Globals"]["Function"]["Environment"]["Variables"],
-        **template["Resources"][logical]["Properties"]["Environment"]["Variables"],
+        **own.get("Variables", {}),
     }
     return {k: refs[v["Ref"]] if isinstance(v, dict) else str(v) for k, v in variables.items()}
 

@@ -208,10 +208,11 @@ def test_trace_json_has_states_attempts_durations_and_verdict(
     tasks = [s for s in states if s["type"] == "Task"]
     assert [s["name"] for s in tasks] == ["Validate", "Resize", "Store"]
     assert [len(s["attempts"]) for s in tasks] == [1, 1, 1]
+    # each task calls its function's `live` alias
     assert [s["attempts"][0]["resource"].rsplit("-", 1)[-1] for s in tasks] == [
-        "validatefunction",
-        "resizefunction",
-        "storefunction",
+        "validatefunction:live",
+        "resizefunction:live",
+        "storefunction:live",
     ]
     assert isinstance(tasks[1]["attempts"][0]["duration_s"], float)
     # Choice states invoke nothing
@@ -257,17 +258,17 @@ def test_trace_of_failed_upload_shows_every_retry_and_the_failing_state(
     assert "FAILED in Resize" in verdict
     assert "TransientError" in verdict
     assert "SlowDown" in verdict
-    assert "after 5 attempts" in verdict
+    assert "after 7 attempts" in verdict
     # And every attempt and retry is listed with its error
-    for number in range(1, 6):
+    for number in range(1, 8):
         assert f"attempt {number}" in run.out
-    assert run.out.count("retry after") == 4
+    assert run.out.count("retry after") == 6
     assert "storage.py" in run.out  # the last stack frame of the Lambda error
     execution = _only(imgpipe("trace", uploads.failed.arn, "--json").json())
     resize = next(s for s in execution["states"] if s["name"] == "Resize")
-    assert resize["retries"] == 4
+    assert resize["retries"] == 6
     attempts = resize["attempts"]
-    assert [a["number"] for a in attempts] == [1, 2, 3, 4, 5]
+    assert [a["number"] for a in attempts] == [1, 2, 3, 4, 5, 6, 7]
     assert {a["result"] for a in attempts} == {"failed"}
     assert {a["error"]["error"] for a in attempts} == {"TransientError"}
     assert attempts[0]["wait_before_s"] is None
@@ -332,18 +333,20 @@ def test_trace_of_a_deleted_upload_walks_the_forget_path(
     run = imgpipe("trace", f"s3://{cloud.input_bucket}/{GONE_KEY}", "--latest", "--json")
     assert run.code == 0, run.err
     execution = _only(run.json())
-    # Then it is the deletion's, which went WhatHappened -> Forget -> Forgotten only
+    # Then it is the deletion's, which went WhatHappened -> Forget -> IsForgotten ->
+    # Forgotten only
     assert execution["arn"] == uploads.deleted.arn
     assert execution["status"] == "SUCCEEDED"
     states = execution["states"]
     assert [(s["name"], s["type"]) for s in states] == [
         ("WhatHappened", "Choice"),
         ("Forget", "Task"),
+        ("IsForgotten", "Choice"),
         ("Forgotten", "Succeed"),
     ]
     assert {s["result"] for s in states} == {"succeeded"}
     (attempt,) = states[1]["attempts"]
-    assert attempt["resource"].endswith("forgetfunction")
+    assert attempt["resource"].endswith("forgetfunction:live")
     assert attempt["result"] == "succeeded"
     assert execution["verdict"]["status"] == "deleted"
     assert execution["outcome"] == "deleted"

@@ -522,10 +522,10 @@ def test_failed_execution_shows_retries_and_where_it_broke(run: Run) -> None:
     assert reason.one("code", "code").text() == "TransientError"
     assert "SlowDown" in reason.one("span", "message").text()
     assert "errorMessage" not in reason.one("span", "message").text()
-    # And the strip shows Resize retried four times, highlighted, then PipelineFailed
+    # And the strip shows Resize retried six times, highlighted, then PipelineFailed
     resize = section.one("li", "state", data_state="Resize")
-    assert resize.attrs["data-retries"] == "4"
-    assert "4 retries" in resize.text()
+    assert resize.attrs["data-retries"] == "6"
+    assert "6 retries" in resize.text()
     assert {"outcome", "tone-failed"} <= resize.classes
     states = [li.attrs["data-state"] for li in section.all("li", "state")]
     assert states[-1] == "PipelineFailed"

@@ -252,14 +252,14 @@ def test_transient_s3_failure_is_retried_with_backoff_then_fails_the_execution(
     with s3_slows_down(cloud) as attempts:
         # When a photo is uploaded
         record = cloud.upload("faults/photo.jpg", marked_photo(300, 200))
-    # Then Resize was tried 1 + 4 times with jittered exponential backoff
+    # Then Resize was tried 1 + 6 times with jittered exponential backoff
     assert record.status == "FAILED"
     assert record.error == "TransientError"
     assert "SlowDown" in (record.cause or "")
     assert record.states_entered()[-1] == "PipelineFailed"
-    assert len(attempts) == 5
-    assert len(sleeps.calls) == 4
-    caps = [1, 2, 4, 8]
+    assert len(attempts) == 7
+    assert len(sleeps.calls) == 6
+    caps = [1, 2, 4, 8, 16, 32]
     assert all(0 <= wait <= cap for wait, cap in zip(sleeps.calls, caps, strict=True)), sleeps.calls
     # And nothing half-made is left in the output bucket
     assert output_objects(cloud, "faults/photo.jpg/") == {}
