@@ -67,10 +67,20 @@ def correlate(
     )
 
 
+# Lambda's longest timeout: the lease when a caller's context cannot say (a test
+# double, a runner of its own); and the shortest one taken, so a context that answers
+# 0 cannot hand a lock over while its holder is still writing.
+_MAX_LAMBDA_S = 900.0
+_MIN_LEASE_S = 30.0
+
+
 def lease_of(context: LambdaContext) -> float:
     """Seconds this invocation can still run: Lambda stops it then, so a lock leased
     for that long (plus the claims table's margin) cannot outlive its holder."""
-    return context.get_remaining_time_in_millis() / 1000
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return _MAX_LAMBDA_S
+    return max(float(remaining()) / 1000, _MIN_LEASE_S)
 
 
 def count_outcome(metrics: Metrics, status: str, reason: Mapping[str, str] | None) -> None:

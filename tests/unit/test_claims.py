@@ -124,7 +124,7 @@ def test_the_lock_is_exclusive_and_a_waiter_gives_up_with_key_busy(dynamodb: Any
     with holder.locked("bucket", "a/cat.jpg", lease_s=60):
         # When another tries to take it, Then it polls until its wait runs out
         with (
-            pytest.raises(KeyBusy, match="a/cat.jpg"),
+            pytest.raises(KeyBusy, match=r"a/cat\.jpg"),
             waiter.locked("bucket", "a/cat.jpg", lease_s=60),
         ):
             pytest.fail("entered a held lock")
