@@ -1,4 +1,4 @@
-"""Lambda functions as local worker processes, one warm process per function.
+"""Lambda functions as local worker processes, one warm process per function version.
 
 Each worker sees what its Lambda function would see and nothing more:
 
@@ -12,9 +12,12 @@ Each worker sees what its Lambda function would see and nothing more:
   exactly as it would in AWS.
 
 The first invocation starts the process (a cold start, measured); later ones reuse it.
-A handler exception comes back in the Python runtime's error shape; a worker that
-exceeds the function's timeout is killed and reported as `Sandbox.Timedout`, as Lambda
-reports it to Step Functions.
+Calls queue for the process; the function's timeout counts each call's own run only
+(not its wait, not the initialisation). A handler exception comes back in the Python
+runtime's error shape; a worker that exceeds the function's timeout is killed and
+reported as `Sandbox.Timedout`, one that dies as `Runtime.ExitError`, as Lambda reports
+them to Step Functions; only the call it was running fails, and the next call in the
+queue starts a replacement.
 """
 
 from __future__ import annotations
