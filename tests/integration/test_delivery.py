@@ -131,11 +131,43 @@ def test_deleting_an_old_version_keeps_the_current_renditions(cloud: LocalCloud)
     seen = len(cloud.bridge.deliveries)
     # When the old version is deleted permanently (the current one stays)
     cloud.s3.delete_object(Bucket=cloud.input_bucket, Key=key, VersionId=old_version)
-    # Then no deletion event reaches the pipeline, or it is skipped; renditions remain
-    for delivery in cloud.bridge.deliveries[seen:]:
-        assert delivery.execution_arn is not None
-        record = cloud.wait(delivery.execution_arn, key)
-        assert record.output is not None
-        assert record.output["status"] == "skipped"
-        assert record.output["reason"]["code"] == "StillExists"
+    # Then S3's "Object Deleted" (Permanently Deleted) reaches the pipeline and is
+    # skipped; the current version's renditions remain
+    delivery = cloud.bridge.wait_for(
+        cloud.input_bucket, key, old_version, after=seen, timeout_s=60, detail_type="Object Deleted"
+    )
+    assert delivery.event["detail"]["deletion-type"] == "Permanently Deleted"
+    assert delivery.execution_arn is not None
+    record = cloud.wait(delivery.execution_arn, key)
+    assert record.output is not None
+    assert record.output["status"] == "skipped"
+    assert record.output["reason"]["code"] == "StillExists"
     assert len(outputs(cloud, f"{key}/")) == 7
+
+
+def test_deleting_the_current_version_renders_the_one_that_is_current_again(
+    cloud: LocalCloud,
+) -> None:
+    # Given a key uploaded twice (landscape, then portrait)
+    key = "versions/restored.jpg"
+    first = cloud.upload(key, jpeg(400, 300))
+    second = cloud.upload(key, jpeg(300, 400))
+    assert first.output is not None
+    assert second.output is not None
+    seen = len(cloud.bridge.deliveries)
+    # When the current version is deleted by its id, as S3's console does
+    current = second.output["source"]["version_id"]
+    cloud.s3.delete_object(Bucket=cloud.input_bucket, Key=key, VersionId=current)
+    # Then the deletion's own execution renders the landscape version again
+    delivery = cloud.bridge.wait_for(
+        cloud.input_bucket, key, current, after=seen, timeout_s=60, detail_type="Object Deleted"
+    )
+    assert delivery.execution_arn is not None
+    record = cloud.wait(delivery.execution_arn, key)
+    assert record.output is not None
+    assert record.output["status"] == "processed"
+    assert manifest(cloud, key)["source"]["version_id"] == first.output["source"]["version_id"]
+    assert (manifest(cloud, key)["image"]["width"], manifest(cloud, key)["image"]["height"]) == (
+        400,
+        300,
+    )

@@ -342,6 +342,8 @@ _PENDING: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.
     "pending_s3_events", default=None
 )
 _MULTIPART: contextvars.ContextVar[bool] = contextvars.ContextVar("multipart", default=False)
+# Set while a DeleteObject runs: its events are sent by the local cloud, not by moto.
+_DELETING: contextvars.ContextVar[bool] = contextvars.ContextVar("deleting", default=False)
 _INVOKED_ARN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "invoked_function_arn", default=None
 )
@@ -595,15 +597,29 @@ class LocalCloud:
             bypass: bool = False,
         ) -> tuple[bool, dict[str, Any]]:
             with s3_write():
-                deleted, meta = original_delete(backend, bucket_name, key_name, version_id, bypass)
-                if deleted and version_id is None and meta.get("delete-marker") == "true":
-                    # S3 sends "Object Deleted" for a new delete marker; moto does not.
-                    marker = SimpleNamespace(name=key_name, version_id=str(meta["version-id"]))
+                token = _DELETING.set(True)
+                try:
+                    deleted, meta = original_delete(
+                        backend, bucket_name, key_name, version_id, bypass
+                    )
+                finally:
+                    _DELETING.reset(token)
+                if deleted:
+                    # S3 sends "Object Deleted" for a new delete marker and for every
+                    # version (or delete marker) deleted by id; moto sends one only when
+                    # a key's last version goes.
+                    marker = version_id is None and meta.get("delete-marker") == "true"
+                    removed = version_id or meta.get("version-id")
                     cloud.bridge.emit_s3_event(
                         backend.account_id,
                         backend.get_bucket(bucket_name),
-                        "s3:ObjectRemoved:DeleteMarkerCreated",
-                        marker,
+                        "s3:ObjectRemoved:DeleteMarkerCreated"
+                        if marker
+                        else "s3:ObjectRemoved:Delete",
+                        SimpleNamespace(
+                            name=key_name,
+                            version_id=None if removed in (None, "null") else str(removed),
+                        ),
                     )
             return deleted, meta
 
@@ -612,6 +628,8 @@ class LocalCloud:
         ) -> None:
             if event_name not in _REASONS:
                 original_event(account_id, bucket, event_name, key)
+            elif _DELETING.get() and event_name.startswith("s3:ObjectRemoved:"):
+                return  # delete_object sends it, for every version as S3 does
             elif not (_MULTIPART.get() and event_name == "s3:ObjectCreated:Put"):
                 cloud.bridge.emit_s3_event(account_id, bucket, event_name, key)
 
