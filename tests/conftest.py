@@ -1,12 +1,15 @@
-"""Shared fixtures: moto-backed AWS clients, a Lambda context, clean Powertools state."""
+"""Shared fixtures: moto-backed AWS clients, clean Powertools state, the `imgpipe` CLI."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
 
 import boto3
 import pytest
 from moto import mock_aws
+
+from helpers import CliRun, Imgpipe
 
 REGION = "us-east-1"
 
@@ -37,3 +40,22 @@ def _reset_powertools_metrics() -> Iterator[None]:
 def s3() -> Iterator[object]:
     with mock_aws():
         yield boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture
+def imgpipe(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Imgpipe:
+    """Runs `imgpipe <argv>` through `add_commands` and the chosen handler."""
+    # Fixed width so rich wraps the same way everywhere (it reads COLUMNS when piped).
+    monkeypatch.setenv("COLUMNS", "200")
+    parser = argparse.ArgumentParser(prog="imgpipe")
+    from imgpipe.ops.cli import add_commands
+
+    add_commands(parser.add_subparsers(dest="command", required=True))
+
+    def run(*argv: str) -> CliRun:
+        args = parser.parse_args(list(argv))
+        code = args.handler(args)
+        captured = capsys.readouterr()
+        return CliRun(code, captured.out, captured.err)
+
+    return run

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -53,3 +55,18 @@ def s3_slows_down(
         yield attempts
     finally:
         client.meta.events.unregister(event, slow_down)
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """What one `imgpipe` command printed and returned (the `imgpipe` fixture)."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Imgpipe = Callable[..., CliRun]

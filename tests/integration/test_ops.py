@@ -14,10 +14,9 @@ and situations moto does not produce).
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,10 +27,9 @@ import pytest
 from botocore.stub import Stubber
 from PIL import Image
 
-from helpers import s3_slows_down
+from helpers import CliRun, Imgpipe, s3_slows_down
 from imgpipe.local.cloud import ExecutionRecord, LocalCloud
 from imgpipe.ops import aws
-from imgpipe.ops.cli import add_commands
 from imgpipe.ops.errors import OpsError
 from imgpipe.ops.history import (
     ErrorInfo,
@@ -113,36 +111,6 @@ def _upload_with_s3_slowdown(cloud: LocalCloud, key: str) -> ExecutionRecord:
     """Every PutObject of the resize function answers SlowDown, so Resize exhausts retries."""
     with s3_slows_down(cloud):
         return cloud.upload(key, jpeg(300, 200))
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Imgpipe = Callable[..., Run]
-
-
-@pytest.fixture
-def imgpipe(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Imgpipe:
-    """Runs `imgpipe <argv>` through `add_commands` and the chosen handler."""
-    # Fixed width so rich wraps the same way everywhere (it reads COLUMNS when piped).
-    monkeypatch.setenv("COLUMNS", "200")
-    parser = argparse.ArgumentParser(prog="imgpipe")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-
-    def run(*argv: str) -> Run:
-        args = parser.parse_args(list(argv))
-        code = args.handler(args)
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 def _in_order(text: str, *needles: str) -> bool:
@@ -513,7 +481,7 @@ def test_several_matching_state_machines_is_an_error(
 # -- errors ------------------------------------------------------------------------
 
 
-def _one_line_error(run: Run) -> str:
+def _one_line_error(run: CliRun) -> str:
     assert run.code != 0
     assert run.out == ""
     lines = run.err.strip().splitlines()

@@ -13,11 +13,8 @@ not see each other's executions.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,11 +23,10 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from helpers import jpeg, s3_slows_down
+from helpers import Imgpipe, jpeg, s3_slows_down
 from imgpipe import claims
 from imgpipe.local.cloud import ExecutionRecord, LocalCloud
 from imgpipe.ops import aws, redrive
-from imgpipe.ops.cli import add_commands
 
 pytestmark = pytest.mark.xdist_group("redrive")
 
@@ -54,35 +50,6 @@ OUTCOME_KEYS = {
 def cloud() -> Iterator[LocalCloud]:
     with LocalCloud.running(retry_sleep=lambda seconds: None) as deployed:
         yield deployed
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Imgpipe = Callable[..., Run]
-
-
-@pytest.fixture
-def imgpipe(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Imgpipe:
-    """Runs `imgpipe <argv>` through `add_commands` and the chosen handler."""
-    monkeypatch.setenv("COLUMNS", "200")
-    parser = argparse.ArgumentParser(prog="imgpipe")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-
-    def run(*argv: str) -> Run:
-        args = parser.parse_args(list(argv))
-        code = args.handler(args)
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 def fail(cloud: LocalCloud, key: str) -> ExecutionRecord:

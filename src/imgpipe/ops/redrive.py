@@ -279,6 +279,22 @@ class Outcome:
     # Something the operator should know about the new execution.
     warning: str | None = None
 
+    @classmethod
+    def of(
+        cls, listed: Listed, description: Mapping[str, Any], action: str, **more: Any
+    ) -> Outcome:
+        """The outcome for one listed execution, with its failure from DescribeExecution."""
+        return cls(
+            arn=listed.arn,
+            name=listed.name,
+            status=listed.status,
+            stopped_at=listed.stopped_at,
+            error=description.get("error"),
+            cause=description.get("cause"),
+            action=action,
+            **more,
+        )
+
     @property
     def ok(self) -> bool:
         return self.failure is None
@@ -364,15 +380,7 @@ class Redriver:
     unavailable_reason: str | None = field(default=None)
 
     def handle(self, description: Mapping[str, Any], listed: Listed) -> Outcome:
-        outcome = Outcome(
-            arn=listed.arn,
-            name=listed.name,
-            status=listed.status,
-            stopped_at=listed.stopped_at,
-            error=description.get("error"),
-            cause=description.get("cause"),
-            action=RESTART,
-        )
+        outcome = Outcome.of(listed, description, RESTART)
         redrivable = description.get("redriveStatus") == "REDRIVABLE"
         if redrivable and self.redrive_available:
             if self.dry_run:
@@ -513,14 +521,10 @@ def run(
             outcomes.append(redriver.handle(description, listed))
         else:
             outcomes.append(
-                Outcome(
-                    arn=listed.arn,
-                    name=listed.name,
-                    status=listed.status,
-                    stopped_at=listed.stopped_at,
-                    error=description.get("error"),
-                    cause=description.get("cause"),
-                    action=SKIP,
+                Outcome.of(
+                    listed,
+                    description,
+                    SKIP,
                     new_arn=newer.arn,
                     new_name=newer.name,
                     reason=f"already run again: {newer.status}",

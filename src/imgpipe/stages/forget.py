@@ -25,14 +25,7 @@ def forget_upload(
     lease_s: float,
 ) -> Outcome:
     """Make each folder the event could mean follow its key's current state."""
-    named = SourceRef(
-        bucket=event.bucket,
-        key=event.key,
-        size=0,
-        etag=event.etag,
-        version_id=event.version_id,
-        sequencer=event.sequencer,
-    )
+    named = _named(event, event.key)
     if event.bucket != config.input_bucket:
         return _skipped(
             named, "ForeignBucket", f"the pipeline owns uploads to {config.input_bucket} only"
@@ -61,14 +54,7 @@ def _reconcile(
     execution: str,
     lease_s: float,
 ) -> Outcome:
-    source = SourceRef(
-        bucket=event.bucket,
-        key=key,
-        size=0,
-        etag=event.etag,
-        version_id=event.version_id,
-        sequencer=event.sequencer,
-    )
+    source = _named(event, key)
     with claims.locked(event.bucket, key, lease_s=lease_s):
         head = store.head(event.bucket, key)
         if head is None:
@@ -105,6 +91,18 @@ def _reconcile(
     # version, or a removed delete marker), and nothing renders it: the state
     # machine does, from here.
     return Outcome(status=RERENDER, source=current)
+
+
+def _named(event: S3ObjectEvent, key: str) -> SourceRef:
+    """The deleted object as the event names it (there is nothing left to measure)."""
+    return SourceRef(
+        bucket=event.bucket,
+        key=key,
+        size=0,
+        etag=event.etag,
+        version_id=event.version_id,
+        sequencer=event.sequencer,
+    )
 
 
 def _skipped(source: SourceRef, code: str, message: str) -> Outcome:
