@@ -21,10 +21,11 @@ from imgpipe.ops.history import (
     Attempt,
     ErrorInfo,
     ExecutionSummary,
+    ExecutionVerdict,
     StateVisit,
     Timeline,
-    Verdict,
     clip,
+    duration,
     lambda_payload,
 )
 
@@ -59,17 +60,6 @@ _RESULT_MARK = {
 }
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{minutes:.0f} min {rest:.0f} s"
-
-
 def timestamp(moment: datetime | None, *, millis: bool = True) -> str:
     if moment is None:
         return "—"
@@ -77,7 +67,7 @@ def timestamp(moment: datetime | None, *, millis: bool = True) -> str:
     return (text[:-3] if millis else text[:-7]) + "Z"
 
 
-def verdict_style(verdict: Verdict) -> str:
+def verdict_style(verdict: ExecutionVerdict) -> str:
     if verdict.status in STOPPED_STATUSES:
         return "bold red"
     return _VERDICT_STYLE.get(verdict.status, "bold")
@@ -218,7 +208,7 @@ def _visit_node(
             node.add(_payload("state output", visit.output, None, visit.output_truncated))
 
 
-def verdict_text(verdict: Verdict) -> Text:
+def verdict_text(verdict: ExecutionVerdict) -> Text:
     return Text.assemble(("verdict: ", "bold"), (verdict.text, verdict_style(verdict)))
 
 
