@@ -1,14 +1,17 @@
 """The local demo's report: one self-contained HTML page about a run of uploads.
 
 The page is meant to be mailed or opened anywhere, so it references nothing outside
-itself: CSS is inline, there is no JavaScript, and every picture is a base64 `data:`
-URI (a Content-Security-Policy forbids anything else, so a slip shows up as a broken
-image rather than a silent network request).
+itself: CSS is inline (read from the package's `report.css`), there is no JavaScript,
+and every picture is a base64 `data:` URI (a Content-Security-Policy forbids anything
+else, so a slip shows up as a broken image rather than a silent network request).
 
 Per upload it shows the original next to its renditions, the status and reason, and
 the execution's path through the state machine with the time spent in each state,
 all read from what `LocalCloud` recorded: the execution output, the execution history
-and the objects in the output bucket. Nothing here talks to AWS.
+and the objects in the output bucket. Nothing here talks to AWS. The history is read
+through the same model as `imgpipe trace` (`imgpipe.ops.history`: state visits, their
+attempts, the state an execution broke in, the error it stopped with), and durations
+are spelled the way the CLI spells them.
 
 Originals are previewed through the pipeline's own imaging core (`imaging.render`),
 so a TIFF, a CMYK or 16-bit image or a sideways camera JPEG appears as the pipeline
@@ -20,11 +23,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,17 @@ from typing import Any
 from PIL import Image
 
 from imgpipe.imaging import render
+from imgpipe.ops.history import (
+    ErrorInfo,
+    StateVisit,
+    duration,
+    execution_bounds,
+    execution_error,
+    failing_visit,
+    parse_visits,
+    rejecting_visit,
+    seconds_between,
+)
 from imgpipe.specs import OUTPUT_FORMATS, ImageFacts, RenderSettings, RenditionSpec
 
 __all__ = ["ReportEntry", "write_report"]
@@ -50,9 +65,8 @@ ORIGINAL_BOX = (300, 300)
 TINY_EDGE = 48
 
 _SAFE_MIME = re.compile(r"image/[a-z0-9.+-]+")
-_FAILED_EVENT = re.compile(r"^(Task|LambdaFunction|Activity)\w*(Failed|TimedOut)$")
-_ATTEMPT_EVENT = re.compile(r"^(Task|LambdaFunction|Activity)Scheduled$")
-_DONE_EVENT = re.compile(r"^(Task|LambdaFunction|Activity)Succeeded$")
+# What a missing duration or value shows as.
+_MISSING = "&ndash;"
 
 _STATUS_LABELS = {
     "processed": "processed",
@@ -145,122 +159,66 @@ class _Rendition:
     note: str | None
 
 
-@dataclass
-class _Visit:
-    """One pass through one state of the execution."""
-
-    name: str
-    kind: str
-    entered: datetime | None
-    exited: datetime | None = None
-    attempts: int = 0
-    errors: list[str] = field(default_factory=list)
-    # The last task attempt failed: this is where the execution left the happy path.
-    failed: bool = False
-
-    @property
-    def seconds(self) -> float | None:
-        if self.entered is None or self.exited is None:
-            return None
-        return max(0.0, (self.exited - self.entered).total_seconds())
-
-    @property
-    def retries(self) -> int:
-        return max(0, self.attempts - 1)
-
-
-@dataclass(frozen=True)
-class _Path:
-    visits: list[_Visit]
-    seconds: float | None
-
-    @classmethod
-    def of(cls, history: Sequence[Mapping[str, Any]]) -> _Path:
-        visits: list[_Visit] = []
-        current: _Visit | None = None
-        started: datetime | None = None
-        ended: datetime | None = None
-        for event in history:
-            kind = str(event.get("type", ""))
-            when = _when(event.get("timestamp"))
-            if "stateEnteredEventDetails" in event:
-                name = str(event["stateEnteredEventDetails"].get("name", "?"))
-                current = _Visit(name, kind.removesuffix("StateEntered") or "State", when)
-                visits.append(current)
-            elif "stateExitedEventDetails" in event:
-                name = str(event["stateExitedEventDetails"].get("name", "?"))
-                for visit in reversed(visits):
-                    if visit.name == name and visit.exited is None:
-                        visit.exited = when
-                        break
-            elif kind == "ExecutionStarted":
-                started = when
-            elif kind.startswith("Execution"):
-                ended = when
-            elif current is not None and _ATTEMPT_EVENT.match(kind):
-                current.attempts += 1
-                current.failed = False
-            elif current is not None and _FAILED_EVENT.match(kind):
-                details: Mapping[str, Any] = next(
-                    (v for k, v in event.items() if k.endswith("EventDetails")), {}
-                )
-                current.errors.append(str(details.get("error") or kind))
-                current.failed = True
-            elif current is not None and _DONE_EVENT.match(kind):
-                current.failed = False
-        # A Fail state has no exit event; it lasts until the execution ends.
-        for visit in visits:
-            if visit.exited is None and visit.entered is not None:
-                visit.exited = ended
-        if started is None and visits:
-            started = visits[0].entered
-        seconds = (ended - started).total_seconds() if started and ended else None
-        return cls(visits, seconds)
-
-    def outcome(self, status: str) -> int | None:
-        """Index of the state where a rejection, skip or failure happened."""
-        if status == "processed":
-            return None
-        for index in reversed(range(len(self.visits))):
-            if self.visits[index].failed:
-                return index
-        if status == "failed":
-            fails = [i for i, v in enumerate(self.visits) if v.kind == "Fail"]
-            return fails[-1] if fails else None
-        if status in ("skipped", "deleted"):
-            # A skip is an answer of a task (the object was gone), not an error event.
-            tasks = [i for i, v in enumerate(self.visits) if v.kind == "Task"]
-            return tasks[-1] if tasks else None
-        return None
-
-
 @dataclass(frozen=True)
 class _Upload:
     entry: ReportEntry
     status: str
     original: _Original
     renditions: list[_Rendition]
-    path: _Path
+    # The execution's path through the states, in the order they were entered.
+    visits: list[StateVisit]
+    # From the execution's start to its end (None while it runs).
+    seconds: float | None
+    # What a failed execution stopped with (None for any other status).
+    error: ErrorInfo | None
 
     @classmethod
     def of(cls, entry: ReportEntry) -> _Upload:
         listed = (entry.output or {}).get("renditions") or []
+        started, ended = execution_bounds(entry.history)
+        visits = parse_visits(
+            entry.history, execution_status=entry.execution_status, execution_ended=ended
+        )
+        if started is None and visits:
+            started = visits[0].entered_at
+        error = None
+        if entry.status == "failed":
+            error = execution_error({"error": entry.error, "cause": entry.cause}, entry.history)
         return cls(
             entry=entry,
             status=entry.status,
             original=_original(entry.source),
             renditions=[_rendition(r, entry.renditions.get(str(r.get("key")))) for r in listed],
-            path=_Path.of(entry.history),
+            visits=visits,
+            seconds=seconds_between(started, ended),
+            error=error,
         )
+
+    @property
+    def outcome(self) -> StateVisit | None:
+        """The state where a rejection, skip or failure happened."""
+        if self.status == "processed" or not self.visits:
+            return None
+        if self.status == "failed":
+            return failing_visit(self.visits)
+        caught = rejecting_visit(self.visits)
+        if caught is None and self.status in ("skipped", "deleted"):
+            # A skip is an answer of a task (the object was gone), not an error event.
+            tasks = [visit for visit in self.visits if visit.state_type == "Task"]
+            return tasks[-1] if tasks else None
+        return caught
 
     @property
     def reason(self) -> tuple[str, str] | None:
         """(code, message) of a rejection or skip, or error and cause of a failure."""
         if self.status == "failed":
-            if self.entry.error is None and self.entry.cause is None:
+            error = self.error
+            if error is None:
                 return None
-            message, _ = _cause(self.entry.cause)
-            return self.entry.error or self.entry.execution_status, message
+            code = self.entry.execution_status if error.error == ErrorInfo.UNNAMED else error.error
+            # A Lambda cause's message, else the cause as recorded.
+            message = error.message if error.message is not None else error.cause or ""
+            return code, message
         reason = (self.entry.output or {}).get("reason")
         if isinstance(reason, Mapping) and (reason.get("code") or reason.get("message")):
             return str(reason.get("code") or ""), str(reason.get("message") or "")
@@ -276,32 +234,6 @@ class _Upload:
     @property
     def output_bytes(self) -> int:
         return sum(r.bytes for r in self.renditions)
-
-
-def _when(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _cause(cause: str | None) -> tuple[str, str | None]:
-    """The human message of a Lambda error cause and its stack trace, if it has one."""
-    if not cause:
-        return "", None
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        return cause, None
-    if not isinstance(parsed, dict) or "errorMessage" not in parsed:
-        return cause, None
-    trace = parsed.get("stackTrace")
-    lines = "".join(str(line) for line in trace) if isinstance(trace, list) else None
-    return str(parsed["errorMessage"]), lines or None
 
 
 def _original(source: bytes) -> _Original:
@@ -391,17 +323,6 @@ def _size(count: int) -> str:
     raise AssertionError  # pragma: no cover - the loop always returns
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "&ndash;"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{minutes:.0f} min {rest:.0f} s"
-
-
 def _number(value: float) -> str:
     if isinstance(value, int) or float(value).is_integer():
         return f"{int(value):,}"
@@ -438,7 +359,7 @@ def _page(title: str, uploads: list[_Upload], metrics: Mapping[str, Any]) -> str
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
         f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style>",
+        f"<style>{_css()}</style>",
         "</head>",
         "<body>",
         '<main class="page">',
@@ -474,7 +395,7 @@ def _totals(uploads: list[_Upload]) -> str:
     source_bytes = sum(u.original.size for u in uploads)
     processed_source = sum(u.original.size for u in uploads if u.status == "processed")
     output_bytes = sum(u.output_bytes for u in uploads)
-    seconds = sum(u.path.seconds or 0.0 for u in uploads)
+    seconds = sum(u.seconds or 0.0 for u in uploads)
     tiles = [
         _tile("uploads", "Uploads", str(len(uploads)), len(uploads)),
         *(
@@ -484,7 +405,7 @@ def _totals(uploads: list[_Upload]) -> str:
         ),
         _tile("source-bytes", "Source bytes", _size(source_bytes), source_bytes),
         _tile("output-bytes", "Output bytes", _size(output_bytes), output_bytes),
-        _tile("seconds", "Execution time", _duration(seconds), round(seconds, 3)),
+        _tile("seconds", "Execution time", duration(seconds), round(seconds, 3)),
     ]
     by_format: dict[str, list[int]] = {}
     for upload in uploads:
@@ -497,7 +418,7 @@ def _totals(uploads: list[_Upload]) -> str:
         f"<td {_bytes_attr(source_bytes)}>{_size(source_bytes)}</td><td></td></tr>"
     ]
     for fmt, (files, count) in sorted(by_format.items()):
-        share = f"{100 * count / processed_source:.1f}%" if processed_source else "&ndash;"
+        share = f"{100 * count / processed_source:.1f}%" if processed_source else _MISSING
         rows.append(
             f'<tr data-format="{_e(fmt)}" data-files="{files}"><th>{_e(fmt)}</th>'
             f"<td>{files}</td><td {_bytes_attr(count)}>{_size(count)}</td>"
@@ -552,7 +473,7 @@ def _overview(uploads: list[_Upload]) -> str:
             outcome = f"<code>{_e(reason[0])}</code>"
         else:
             names = list(dict.fromkeys(r.name for r in upload.renditions))
-            outcome = _e(", ".join(names)) or "&ndash;"
+            outcome = _e(", ".join(names)) or _MISSING
         rows.append(
             f'<tr><td class="num">{index}</td>'
             f'<td><a class="key" href="#u{index}">{_e(upload.entry.key)}</a></td>'
@@ -560,8 +481,8 @@ def _overview(uploads: list[_Upload]) -> str:
             f"<td>{outcome}</td>"
             f'<td class="num">{len(upload.renditions)}</td>'
             f'<td class="num">{_size(upload.original.size)}</td>'
-            f'<td class="num">{_size(upload.output_bytes) if upload.renditions else "&ndash;"}</td>'
-            f'<td class="num">{_duration(upload.path.seconds)}</td></tr>'
+            f'<td class="num">{_size(upload.output_bytes) if upload.renditions else _MISSING}</td>'
+            f'<td class="num">{duration(upload.seconds, _MISSING)}</td></tr>'
         )
     return (
         '<section class="overview"><table><thead><tr><th class="num">#</th><th>source key</th>'
@@ -600,7 +521,7 @@ def _reason(upload: _Upload) -> str:
     if reason is None:
         return ""
     code, message = reason
-    _, trace = _cause(upload.entry.cause) if upload.status == "failed" else ("", None)
+    trace = upload.error.stack_trace if upload.error is not None else None
     details = (
         f"<details><summary>stack trace</summary><pre>{_e(trace)}</pre></details>" if trace else ""
     )
@@ -612,44 +533,43 @@ def _reason(upload: _Upload) -> str:
 
 
 def _strip(upload: _Upload) -> str:
-    path = upload.path
-    if not path.visits:
+    if not upload.visits:
         return '<p class="muted">No execution history recorded.</p>'
-    outcome = path.outcome(upload.status)
+    outcome = upload.outcome
     items = []
-    for index, visit in enumerate(path.visits):
-        classes = ["state", f"kind-{visit.kind.lower()}"]
-        if index == outcome:
+    for visit in upload.visits:
+        classes = ["state", f"kind-{visit.state_type.lower()}"]
+        if visit is outcome:
             classes += ["outcome", f"tone-{upload.status}"]
-        seconds = visit.seconds
+        seconds = visit.duration_s
         ms = "" if seconds is None else f' data-ms="{round(seconds * 1000)}"'
         retry = ""
         if visit.retries:
-            errors = ", ".join(dict.fromkeys(visit.errors))
+            errors = ", ".join(dict.fromkeys(a.error.error for a in visit.attempts if a.error))
             plural = "retry" if visit.retries == 1 else "retries"
             retry = f'<span class="retries" title="{_e(errors)}">{visit.retries} {plural}</span>'
         failed = ""
-        if visit.failed and visit.errors:
-            failed = f'<span class="error">{_e(visit.errors[-1])}</span>'
+        if visit.error is not None:
+            failed = f'<span class="error">{_e(visit.error.error)}</span>'
         items.append(
             f'<li class="{" ".join(classes)}" data-state="{_e(visit.name)}" '
-            f'data-kind="{_e(visit.kind)}" data-retries="{visit.retries}"{ms}>'
+            f'data-kind="{_e(visit.state_type)}" data-retries="{visit.retries}"{ms}>'
             f'<span class="name">{_e(visit.name)}</span>'
-            f'<span class="time">{_duration(seconds)}</span>{retry}{failed}</li>'
+            f'<span class="time">{duration(seconds, _MISSING)}</span>{retry}{failed}</li>'
         )
     return f'<ol class="path" aria-label="states">{"".join(items)}</ol>{_timeline(upload)}'
 
 
 def _timeline(upload: _Upload) -> str:
     """A bar of the execution's wall time, split by state, so the slow step stands out."""
-    visits = [v for v in upload.path.visits if v.seconds]
-    total = sum(v.seconds or 0.0 for v in visits)
+    visits = [v for v in upload.visits if v.duration_s]
+    total = sum(v.duration_s or 0.0 for v in visits)
     if not total:
         return ""
     segments = "".join(
-        f'<span class="seg kind-{_e(v.kind.lower())}" '
-        f'style="flex-grow:{(v.seconds or 0) / total:.4f}" '
-        f'title="{_e(v.name)} {_duration(v.seconds)}"></span>'
+        f'<span class="seg kind-{_e(v.state_type.lower())}" '
+        f'style="flex-grow:{(v.duration_s or 0) / total:.4f}" '
+        f'title="{_e(v.name)} {duration(v.duration_s)}"></span>'
         for v in visits
     )
     return f'<div class="timeline" aria-hidden="true">{segments}</div>'
@@ -750,147 +670,19 @@ def _facts(upload: _Upload) -> str:
     manifest = upload.manifest_key
     execution = entry.execution_arn.rsplit(":", 1)[-1] if entry.execution_arn else ""
     rows = [
-        ("manifest", f"<code>{_e(manifest)}</code>" if manifest else "&ndash;"),
+        ("manifest", f"<code>{_e(manifest)}</code>" if manifest else _MISSING),
         (
             "execution",
             f'<code title="{_e(entry.execution_arn)}">{_e(execution)}</code> '
-            f"{_e(entry.execution_status)} in {_duration(upload.path.seconds)}",
+            f"{_e(entry.execution_status)} in {duration(upload.seconds, _MISSING)}",
         ),
     ]
     cells = "".join(f"<div><dt>{name}</dt><dd>{value}</dd></div>" for name, value in rows)
     return f'<dl class="facts">{cells}</dl>'
 
 
-_CSS = """
-:root {
-  --ink: #1c2430; --muted: #64708a; --line: #e3e7ee; --paper: #ffffff; --bg: #f4f6f9;
-  --ok: #137a3f; --ok-bg: #def7e7; --warn: #9a5a00; --warn-bg: #fff1d6;
-  --skip: #475569; --skip-bg: #e8edf3; --bad: #b42318; --bad-bg: #fde4e1;
-  --mono: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
-}
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--ink);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
-  sans-serif; }
-.page { max-width: 1320px; margin: 0 auto; padding: 28px 24px 64px; }
-h1 { font-size: 24px; margin: 0; letter-spacing: -0.01em; }
-h2 { font-size: 15px; margin: 0; }
-code, pre, .key { font-family: var(--mono); font-size: 12.5px; }
-.sub, .muted { color: var(--muted); }
-.page-head { margin-bottom: 18px; }
-.page-head .sub { margin: 4px 0 0; }
-section { background: var(--paper); border: 1px solid var(--line); border-radius: 12px;
-  margin: 0 0 16px; padding: 16px 18px; }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line);
-  vertical-align: middle; }
-thead th { font-size: 11.5px; text-transform: uppercase; letter-spacing: .05em;
-  color: var(--muted); font-weight: 600; }
-tbody tr:last-child th, tbody tr:last-child td { border-bottom: 0; }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
-.totals { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 18px;
-  align-items: start; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(118px, 1fr)); gap: 10px;
-  margin: 0; }
-.tile { border: 1px solid var(--line); border-radius: 10px; padding: 10px 12px; }
-.tile dt { font-size: 11.5px; color: var(--muted); text-transform: uppercase;
-  letter-spacing: .05em; }
-.tile dd { margin: 2px 0 0; font-size: 22px; font-weight: 650;
-  font-variant-numeric: tabular-nums; }
-.tile.tone-processed { background: var(--ok-bg); border-color: transparent; }
-.tile.tone-rejected { background: var(--warn-bg); border-color: transparent; }
-.tile.tone-skipped { background: var(--skip-bg); border-color: transparent; }
-.tile.tone-failed { background: var(--bad-bg); border-color: transparent; }
-.formats td:nth-child(n+2), .formats th:nth-child(n+2) { text-align: right;
-  font-variant-numeric: tabular-nums; }
-.metrics h2 { font-size: 12px; text-transform: uppercase; letter-spacing: .05em;
-  color: var(--muted); margin-bottom: 6px; }
-.metrics table { width: auto; min-width: 360px; }
-.metrics th { font-weight: 500; }
-.overview { overflow-x: auto; }
-.overview a { color: inherit; text-decoration: none; }
-.overview a:hover { text-decoration: underline; }
-.badge { display: inline-block; padding: 2px 10px; border-radius: 999px; font-size: 12px;
-  font-weight: 650; white-space: nowrap; }
-.badge.tone-processed { color: var(--ok); background: var(--ok-bg); }
-.badge.tone-rejected { color: var(--warn); background: var(--warn-bg); }
-.badge.tone-skipped, .badge.tone-deleted, .badge.tone-unknown {
-  color: var(--skip); background: var(--skip-bg); }
-.badge.tone-failed { color: #fff; background: var(--bad); letter-spacing: .04em; }
-.upload { border-left: 5px solid var(--line); }
-.upload.tone-processed { border-left-color: var(--ok); }
-.upload.tone-rejected { border-left-color: #e59a1f; }
-.upload.tone-failed { border-left-color: var(--bad); }
-.card-head { display: flex; justify-content: space-between; align-items: flex-start;
-  gap: 16px; }
-.card-head .key { font-size: 14.5px; overflow-wrap: anywhere; }
-.card-head .index { display: inline-block; min-width: 22px; margin-right: 8px;
-  color: var(--muted); font-weight: 500; }
-.desc { margin: 2px 0 0 30px; color: var(--muted); }
-.reason { margin: 12px 0 0; padding: 8px 12px; border-radius: 8px; overflow-wrap: anywhere; }
-.reason.tone-rejected { background: var(--warn-bg); }
-.reason.tone-skipped, .reason.tone-deleted { background: var(--skip-bg); }
-.reason.tone-failed { background: var(--bad-bg); }
-.reason .code { font-weight: 700; }
-.reason details { margin-top: 6px; }
-.reason pre { white-space: pre-wrap; max-height: 280px; overflow: auto; margin: 6px 0 0; }
-.path { list-style: none; display: flex; flex-wrap: wrap; align-items: stretch; gap: 4px 0;
-  margin: 14px 0 6px; padding: 0; }
-.state { display: flex; flex-direction: column; justify-content: center; padding: 5px 12px;
-  border: 1px solid var(--line); border-radius: 8px; background: #fbfcfe; min-width: 74px; }
-.state + .state { margin-left: 22px; position: relative; }
-.state + .state::before { content: "\\2192"; position: absolute; left: -18px; top: 50%;
-  transform: translateY(-50%); color: #a0a9ba; }
-.state .name { font-weight: 600; font-size: 13px; }
-.state .time { font-size: 12px; color: var(--muted); font-variant-numeric: tabular-nums; }
-.state .retries { font-size: 11.5px; font-weight: 600; color: var(--warn); }
-.state .error { font-size: 11.5px; font-family: var(--mono); }
-.state.kind-task { border-color: #b9c3d3; background: #fff; }
-.state.kind-choice, .state.kind-pass { border-style: dashed; background: transparent;
-  min-width: 0; }
-.state.kind-choice .name, .state.kind-pass .name { font-weight: 500; color: var(--muted); }
-.state.kind-succeed { border-color: var(--ok); color: var(--ok); }
-.state.kind-fail { border-color: var(--bad); color: var(--bad); }
-.state.outcome { box-shadow: 0 0 0 2px currentColor; }
-.state.outcome.tone-rejected { color: var(--warn); background: var(--warn-bg); }
-.state.outcome.tone-failed { color: var(--bad); background: var(--bad-bg); }
-.state.outcome.tone-skipped, .state.outcome.tone-deleted { color: var(--skip);
-  background: var(--skip-bg); }
-.state.outcome .time { color: inherit; }
-.timeline { display: flex; height: 5px; border-radius: 3px; overflow: hidden; gap: 1px;
-  margin-bottom: 14px; background: var(--line); }
-.timeline .seg { background: #c8d0dc; min-width: 2px; }
-.timeline .seg.kind-task { background: #3b6fd8; }
-.timeline .seg.kind-fail { background: var(--bad); }
-.media { display: grid; grid-template-columns: minmax(200px, 300px) minmax(0, 1fr); gap: 18px;
-  align-items: start; }
-.renditions { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-end; }
-figure { margin: 0; max-width: 100%; }
-.frame { display: inline-flex; border-radius: 6px; border: 1px solid var(--line);
-  overflow: hidden; max-width: 100%; }
-.frame img { display: block; max-width: 100%; height: auto; }
-.frame img.pixelated { image-rendering: pixelated; }
-.checker { background-color: #fff;
-  background-image: repeating-conic-gradient(#e6e9ef 0% 25%, transparent 0% 50%);
-  background-size: 16px 16px; }
-.placeholder { display: flex; flex-direction: column; align-items: center; padding: 14px;
-  background: #f7f8fa; min-height: 120px; min-width: 200px; }
-.placeholder .glyph { font-size: 30px; font-weight: 700; color: #b6bfcd; }
-.placeholder pre { margin: 8px 0 0; font-size: 10.5px; line-height: 1.35;
-  white-space: pre; overflow-x: auto; max-width: 100%; color: #3d4757; }
-figcaption { display: flex; flex-direction: column; margin-top: 6px; font-size: 12px; }
-figcaption .label { font-weight: 650; font-size: 13px; }
-figcaption .fmt { font-weight: 500; color: var(--muted); margin-left: 4px; }
-figcaption .line { font-variant-numeric: tabular-nums; }
-figcaption .note { color: var(--warn); max-width: 320px; }
-.pill { display: inline-block; font-size: 10.5px; font-weight: 600; text-transform: uppercase;
-  letter-spacing: .05em; padding: 0 6px; border-radius: 4px; background: var(--skip-bg);
-  color: var(--skip); margin-left: 4px; vertical-align: 1px; }
-.facts { display: flex; flex-wrap: wrap; gap: 6px 28px; margin: 14px 0 0; padding-top: 10px;
-  border-top: 1px solid var(--line); font-size: 12.5px; }
-.facts dt { display: inline; color: var(--muted); margin-right: 6px; }
-.facts dd { display: inline; margin: 0; overflow-wrap: anywhere; }
-@media (max-width: 860px) {
-  .totals, .media { grid-template-columns: minmax(0, 1fr); }
-}
-""".strip()
+@cache
+def _css() -> str:
+    """The page's style sheet, shipped beside this module as package data."""
+    sheet = resources.files("imgpipe.local").joinpath("report.css")
+    return sheet.read_text(encoding="utf-8").strip()
