@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgpipe.claims import ClaimTable
 from imgpipe.config import resize_config
+from imgpipe.errors import skip
 from imgpipe.messages import SourceRef, facts_from_dict
 from imgpipe.stages.resize import render_upload
 from imgpipe.storage import ObjectStore
@@ -56,4 +57,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if result.status == "rendered":
         record_rendering(metrics, result, timer.durations_ms)
     logger.info("resized", extra={"status": result.status, "renditions": len(result.renditions)})
+    if result.status == "skipped" and result.reason is not None:
+        # Counted and logged above; the state machine's Catch ends the execution in
+        # Skipped, so the processed path needs no Choice state.
+        raise skip(**result.reason)
     return result.to_dict()

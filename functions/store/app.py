@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgpipe.claims import ClaimTable
 from imgpipe.config import folder_config
+from imgpipe.errors import skip
 from imgpipe.messages import RenditionRecord, SourceRef, facts_from_dict
 from imgpipe.stages.store import store_manifest
 from imgpipe.storage import ObjectStore
@@ -46,4 +47,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
     count_outcome(metrics, outcome.status, outcome.reason)
     logger.info("stored", extra={"manifest": outcome.manifest})
+    if outcome.status == "skipped" and outcome.reason is not None:
+        # Counted and logged above; the state machine's Catch ends the execution in
+        # Skipped, so the processed path needs no Choice state.
+        raise skip(**outcome.reason)
     return outcome.to_dict()

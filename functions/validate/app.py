@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgpipe.claims import ClaimTable
 from imgpipe.config import validate_config
+from imgpipe.errors import skip
 from imgpipe.events import parse_s3_event
 from imgpipe.stages.validate import validate_upload
 from imgpipe.storage import ObjectStore
@@ -43,4 +44,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info(
         "validated", extra={"status": verdict.status, "bytes_read": verdict.header_bytes_read}
     )
+    if verdict.status == "skipped" and verdict.reason is not None:
+        # Counted and logged above; the state machine's Catch ends the execution in
+        # Skipped, so the processed path needs no Choice state.
+        raise skip(**verdict.reason)
     return verdict.to_dict()

@@ -5,10 +5,14 @@ name as the error type), so a class name is part of the public interface: renami
 one is a breaking change to `statemachine/pipeline.asl.json` and to the `reason.code`
 that downstream consumers read.
 
-Two families:
+Three families:
 
 * `ImageRejected` -- the upload itself is unacceptable. The execution ends with
   status `rejected`; retrying would give the same answer.
+* `Skipped` -- nothing to do: the event is a duplicate, a replay, or lost a race to a
+  newer state of the key (docs/delivery.md). Not a failure: the execution succeeds with
+  status `skipped`. The stages return skips as results; the handlers raise them so the
+  state machine branches by Catch, without a Choice state on the processed path.
 * `TransientError` -- the pipeline could not finish now but may later (throttling,
   5xx). The state machine retries these with backoff and fails when retries run out.
   `KeyBusy` (another execution is writing the same key's outputs) is retried the same
@@ -81,6 +85,44 @@ class KeyNotRenderable(ImageRejected):
     """The source key cannot be mapped to output keys within S3's key length."""
 
 
+class Skipped(ImgpipeError):
+    """The execution has nothing to do; its class name is the skip's `reason.code`."""
+
+    @property
+    def code(self) -> str:
+        return type(self).__name__
+
+
+class ObjectGone(Skipped):
+    """The object was deleted before it could be processed."""
+
+
+class Superseded(Skipped):
+    """A newer state of the key (an upload, a deletion) took over; its event handles it."""
+
+
+class Duplicate(Skipped):
+    """The object is already rendered or rejected, or the same event is being handled."""
+
+
+class StillExists(Skipped):
+    """A deletion, but the key's current version keeps its outputs."""
+
+
+class NothingToDelete(Skipped):
+    """A deletion of a key that has no outputs."""
+
+
+class ForeignBucket(Skipped):
+    """The event names a bucket other than the stack's input bucket."""
+
+
+def skip(code: str, message: str) -> Skipped:
+    """The `Skipped` subclass for a skip code (the base class for a code it does not know)."""
+    kind = next((c for c in Skipped.__subclasses__() if c.__name__ == code), Skipped)
+    return kind(message)
+
+
 class TransientError(ImgpipeError):
     """A dependency failed in a way that is worth retrying (throttling, 5xx)."""
 
@@ -96,3 +138,5 @@ class KeyBusy(ImgpipeError):
 # The names the state machine routes to its rejection path. Kept next to the classes so
 # a test can check the ASL's Catch lists stay in step with this module.
 REJECTION_ERRORS: tuple[str, ...] = tuple(cls.__name__ for cls in ImageRejected.__subclasses__())
+# The names the state machine routes to its skip path.
+SKIP_ERRORS: tuple[str, ...] = tuple(cls.__name__ for cls in Skipped.__subclasses__())

@@ -21,7 +21,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from imgpipe.errors import TransientError
+from imgpipe.errors import ObjectGone, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -135,6 +135,10 @@ class ObjectStore:
             response = self.client.get_object(**kwargs)
             return bytes(response["Body"].read())
         except ClientError as error:
+            if _code(error) in _MISSING_CODES:
+                # Deleted between the HEAD that sized it and this read: a race, not a fault.
+                msg = f"s3://{bucket}/{key} was deleted while it was being read"
+                raise ObjectGone(msg) from error
             raise _translate(error, "GetObject") from error
         except _NETWORK_ERRORS as error:
             raise _network(error, "GetObject") from error

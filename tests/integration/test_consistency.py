@@ -17,6 +17,7 @@ from imgpipe.errors import KeyBusy
 from imgpipe.keys import MANIFEST_NAME, output_folder
 from pipeline_world import (
     FOREIGN,
+    IN,
     OUT,
     World,
     follows_current_state,
@@ -297,3 +298,19 @@ def test_forgetting_a_key_never_touches_a_nested_sources_outputs(w: World) -> No
     assert w.folder(KEY) == {}
     assert follows_current_state(w, nested) == []
     assert w.s3.list_objects_v2(Bucket=OUT, Prefix=output_folder("", nested))["KeyCount"] == 5
+
+
+def test_a_version_deleted_while_validate_reads_its_header_is_skipped_not_failed(
+    w: World,
+) -> None:
+    # Given validate stopped just before it claims the key (it has sized the object)
+    created = w.put(KEY, picture(RED))
+    reached, release = w.pauses.at("render", lambda op, key: (op, key) == ("claim", KEY))
+    render = Run(w, created, "render")
+    assert reached.wait(10)
+    # When that version is deleted for good before validate reads its header
+    w.s3.delete_object(Bucket=IN, Key=KEY, VersionId=created["detail"]["object"]["version-id"])
+    release.set()
+    # Then the execution ends skipped, not failed, and nothing was made
+    assert code(render.join()) == ("skipped", "ObjectGone")
+    assert w.folder(KEY) == {}

@@ -33,16 +33,7 @@ HTML = b"<!DOCTYPE html><html><body>not a photo</body></html>"
 SPACED_KEY = "enc/summer 2024+best.jpg"
 GONE_KEY = "gone/bird.jpg"
 # Every state of the path an upload takes when it is processed.
-PROCESSED_PATH = [
-    "WhatHappened",
-    "Validate",
-    "IsRenderable",
-    "Resize",
-    "IsRendered",
-    "Store",
-    "IsStored",
-    "Processed",
-]
+PROCESSED_PATH = ["WhatHappened", "Validate", "Resize", "Store", "Processed"]
 
 
 def jpeg(width: int, height: int) -> bytes:
@@ -116,11 +107,11 @@ def test_trace_of_processed_upload_shows_steps_in_order_and_the_renditions(
     # Given the newest upload of photos/cat.jpg was processed
     # When it is traced by its S3 URI, newest execution only
     run = imgpipe("trace", f"s3://{cloud.input_bucket}/photos/cat.jpg", "--latest")
-    # Then the timeline walks WhatHappened -> Validate -> Resize -> Store -> IsStored
+    # Then the timeline walks WhatHappened -> Validate -> Resize -> Store -> Processed
     # with durations and a verdict
     assert run.code == 0, run.err
     assert _in_order(
-        run.out, "WhatHappened", "Validate", "Resize", "Store", "IsStored", "Processed", "verdict:"
+        run.out, "WhatHappened", "Validate", "Resize", "Store", "Processed", "verdict:"
     )
     assert "processed: 6 renditions" in run.out
     assert "photos/cat.jpg/manifest.json" in run.out
@@ -149,11 +140,8 @@ def test_trace_json_has_states_attempts_durations_and_verdict(
     assert [s["type"] for s in states] == [
         "Choice",
         "Task",
-        "Choice",
         "Task",
-        "Choice",
         "Task",
-        "Choice",
         "Succeed",
     ]
     tasks = [s for s in states if s["type"] == "Task"]
@@ -167,7 +155,7 @@ def test_trace_json_has_states_attempts_durations_and_verdict(
     ]
     assert isinstance(tasks[1]["attempts"][0]["duration_s"], float)
     # Choice states invoke nothing
-    assert [s["attempts"] for s in states if s["type"] == "Choice"] == [[], [], [], []]
+    assert [s["attempts"] for s in states if s["type"] == "Choice"] == [[]]
     verdict = execution["verdict"]
     assert verdict["status"] == "processed"
     assert verdict["renditions"] == 6
@@ -227,7 +215,6 @@ def test_trace_of_failed_upload_shows_every_retry_and_the_failing_state(
     assert [s["name"] for s in execution["states"]] == [
         "WhatHappened",
         "Validate",
-        "IsRenderable",
         "Resize",
         "PipelineFailed",
     ]

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from imgpipe.errors import REJECTION_ERRORS
+from imgpipe.errors import REJECTION_ERRORS, SKIP_ERRORS
 
 ASL = json.loads(
     (Path(__file__).resolve().parents[2] / "statemachine/pipeline.asl.json").read_text()
@@ -26,6 +26,24 @@ def test_rejection_catches_match_the_domain_errors() -> None:
             "ResultPath": "$.error",
             "Next": "PipelineFailed",
         }
+
+
+def test_skip_catches_match_the_domain_skips() -> None:
+    # Every task ends a duplicate, a replay or a lost race in Skipped, never in a failure
+    for name in ("Validate", "Resize", "Store"):
+        skips = next(c for c in TASKS[name]["Catch"] if c["Next"] == "ReadSkip")
+        assert set(skips["ErrorEquals"]) == set(SKIP_ERRORS), name
+    assert {"ObjectGone", "Superseded", "Duplicate", "ForeignBucket"} <= set(SKIP_ERRORS)
+
+
+def test_the_processed_path_enters_at_most_five_states() -> None:
+    # Transitions are most of the Standard workflow bill (docs/performance.md)
+    path, name = [], ASL["StartAt"]
+    while name is not None:
+        path.append(name)
+        state = ASL["States"][name]
+        name = state.get("Default") if state["Type"] == "Choice" else state.get("Next")
+    assert path == ["WhatHappened", "Validate", "Resize", "Store", "Processed"]
 
 
 def _retrier(state: dict[str, Any], error: str) -> dict[str, Any]:

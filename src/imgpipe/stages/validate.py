@@ -8,7 +8,7 @@ from typing import Any, Literal
 from imgpipe.budget import check_budgets
 from imgpipe.claims import ClaimTable
 from imgpipe.config import ValidateConfig
-from imgpipe.errors import EmptyObject, ImageRejected, ObjectTooLarge
+from imgpipe.errors import EmptyObject, ImageRejected, ObjectGone, ObjectTooLarge
 from imgpipe.events import OBJECT_DELETED, S3ObjectEvent, key_candidates
 from imgpipe.keys import manifest_key
 from imgpipe.messages import SourceRef, facts_to_dict
@@ -143,6 +143,8 @@ def validate_upload(
 
     try:
         facts, bytes_read = _inspect(store, source, head, config)
+    except ObjectGone as gone:
+        return _skipped(source, "ObjectGone", str(gone))
     except ImageRejected:
         clear_rejected(store, claims, config.output, source, execution, lease_s=lease_s)
         raise
