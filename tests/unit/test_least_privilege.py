@@ -428,7 +428,8 @@ S3 = {
     "ValidateFunction": READ_UPLOAD
     | {("s3:GetObjectVersion", "upload")}
     | LIST_OUTPUTS
-    | DELETE_OUTPUTS,
+    | DELETE_OUTPUTS
+    | {("s3:GetObject", "manifest")},
     "ResizeFunction": READ_UPLOAD
     | {("s3:GetObjectVersion", "upload")}
     | LIST_OUTPUTS
