@@ -301,6 +301,7 @@ class World:
                 claims,
                 execution=execution,
                 lease_s=60,
+                settings=result.to_dict()["settings"],
             )
         )
         return outcome.to_dict()

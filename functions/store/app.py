@@ -44,6 +44,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             CLAIMS,
             execution=event["execution"],
             lease_s=lease_of(context),
+            settings=event.get("settings"),
         )
     count_outcome(metrics, outcome.status, outcome.reason)
     logger.info("stored", extra={"manifest": outcome.manifest})

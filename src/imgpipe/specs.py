@@ -5,6 +5,8 @@ Pure data: no Pillow, no boto3, so every function can import them cheaply.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 # Output formats the pipeline can write, with the file extension and Content-Type
@@ -58,6 +60,24 @@ class RenderSettings:
     webp_method: int = 4
     # AVIF `speed` (0 slowest/smallest .. 10 fastest).
     avif_speed: int = 8
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the files these settings make: equal fingerprints, equal renditions.
+
+        The manifest records it, so renditions made with an earlier set (a new size, a
+        new format, another quality) can be found and made again. The pixel budget is
+        left out: it decides what is rendered, not what a rendition looks like.
+        """
+        shape = {
+            "renditions": [[r.name, r.size, r.format, r.quality] for r in self.renditions],
+            "background": list(self.background),
+            "allow_upscale": self.allow_upscale,
+            "webp_method": self.webp_method,
+            "avif_speed": self.avif_speed,
+        }
+        canonical = json.dumps(shape, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -278,6 +278,8 @@ def test_a_rejected_overwrite_clears_the_previous_pictures_outputs(w: World) -> 
 def test_a_new_rendition_set_leaves_no_files_of_the_old_one(w: World) -> None:
     assert w.execute(w.put(KEY, picture(RED)))["status"] == "processed"
     assert len(w.folder(KEY)) == 5
+    before = w.manifest(KEY)
+    assert before is not None
     # When the rendition set changes and the photo is uploaded again
     w.env["RENDITIONS"] = "tiny:8"
     w.env["OUTPUT_FORMATS"] = "webp"
@@ -286,6 +288,10 @@ def test_a_new_rendition_set_leaves_no_files_of_the_old_one(w: World) -> None:
     folder = output_folder("", KEY)
     assert set(w.folder(KEY)) == {folder + "tiny.webp", folder + MANIFEST_NAME}
     assert follows_current_state(w, KEY) == []
+    # and the manifest says the files come from another rendition set
+    after = w.manifest(KEY)
+    assert after is not None
+    assert after["settings"]["fingerprint"] != before["settings"]["fingerprint"]
 
 
 def test_forgetting_a_key_never_touches_a_nested_sources_outputs(w: World) -> None:

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from helpers import s3_slows_down
+from imgpipe.config import resize_config
 from imgpipe.local.cloud import LocalCloud
 
 pytestmark = pytest.mark.xdist_group("state-machine")
@@ -115,6 +116,10 @@ def test_photo_is_processed_into_every_rendition_and_a_manifest(cloud: LocalClou
     assert manifest["source"]["version_id"]
     assert manifest["source"]["etag"]
     assert manifest["source"]["sequencer"]
+    # the rendition settings it was made with: the template's defaults
+    env = {"OUTPUT_BUCKET": "out-bucket", "STATE_TABLE": "table", "INPUT_BUCKET": "in-bucket"}
+    defaults = resize_config(env)
+    assert manifest["settings"] == {"fingerprint": defaults.render.fingerprint}
     assert (manifest["image"]["width"], manifest["image"]["height"]) == (2000, 3000)
     assert manifest["image"]["orientation"] == 6
     assert manifest["renditions"] == output["renditions"]

@@ -30,6 +30,26 @@ def test_defaults_give_three_sizes_in_webp_and_jpeg() -> None:
     assert [r.filename for r in config.render.renditions][:2] == ["thumb.webp", "thumb.jpg"]
 
 
+def test_the_fingerprint_names_what_the_renditions_look_like() -> None:
+    # Given the default rendition settings and variations of them
+    base = resize_config(BASE).render
+    same = resize_config({**BASE, "MAX_SOURCE_PIXELS": "1000"}).render
+    changed = [
+        resize_config({**BASE, name: value}).render
+        for name, value in (
+            ("RENDITIONS", "thumb:320,medium:1024,large:2000"),
+            ("OUTPUT_FORMATS", "webp,avif"),
+            ("WEBP_QUALITY", "81"),
+            ("BACKGROUND_COLOR", "#000000"),
+            ("ALLOW_UPSCALE", "true"),
+        )
+    ]
+    # Then a budget leaves it alone, and anything that changes a file changes it
+    assert same.fingerprint == base.fingerprint
+    assert base.fingerprint.startswith("sha256:")
+    assert len({base.fingerprint, *(c.fingerprint for c in changed)}) == 1 + len(changed)
+
+
 def test_custom_set_with_avif_and_background() -> None:
     config = resize_config(
         {

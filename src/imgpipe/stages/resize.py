@@ -34,6 +34,8 @@ class ResizeResult:
     bytes_in: int = 0
     bytes_out: int = 0
     reason: dict[str, str] | None = None
+    # The rendition settings the files were made with (`RenderSettings.fingerprint`).
+    fingerprint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +45,7 @@ class ResizeResult:
             "reason": self.reason,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
+            "settings": {"fingerprint": self.fingerprint} if self.fingerprint else None,
         }
 
 
@@ -139,6 +142,7 @@ def render_upload(
         image=facts,
         bytes_in=data_size,
         bytes_out=sum(r.bytes for r in records),
+        fingerprint=config.render.fingerprint,
     )
 
 

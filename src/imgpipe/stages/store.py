@@ -7,6 +7,7 @@ rendition it lists being readable with the recorded size.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from imgpipe import __version__
@@ -29,12 +30,15 @@ def build_manifest(
     *,
     execution: str | None,
     created_at: datetime,
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     return {
         "schema": MANIFEST_SCHEMA,
         "source": source.to_dict(),
         "image": facts_to_dict(image),
         "renditions": [r.to_dict() for r in renditions],
+        # What the renditions were made with: a later rendition set has another fingerprint.
+        "settings": dict(settings) if settings else None,
         "execution": execution,
         "created_at": created_at.isoformat(timespec="seconds"),
         "generator": f"imgpipe/{__version__}",
@@ -52,6 +56,7 @@ def store_manifest(
     execution: str,
     lease_s: float,
     now: datetime | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Commit the rendition set: inside the key's lock, while the source is still the
     current object and this execution still holds its claim, check every rendition,
@@ -71,7 +76,12 @@ def store_manifest(
                 msg = f"rendition {rendition.key} is {state}; expected {rendition.bytes} bytes"
                 raise RenditionMissing(msg)
         document = build_manifest(
-            source, image, renditions, execution=execution, created_at=now or datetime.now(UTC)
+            source,
+            image,
+            renditions,
+            execution=execution,
+            created_at=now or datetime.now(UTC),
+            settings=settings,
         )
         store.write(
             output.bucket,
