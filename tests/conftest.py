@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from helpers import CliRun, Imgpipe
+
+if TYPE_CHECKING:
+    from imgpipe.local.cloud import LocalCloud
 
 REGION = "us-east-1"
 
@@ -59,3 +63,14 @@ def imgpipe(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
         return CliRun(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    """template.yaml deployed on the local cloud, one per test module, with the state
+    machine's retry waits skipped. A module that needs another deployment (parameters,
+    a sleep recorder) defines its own `cloud`."""
+    from imgpipe.local.cloud import LocalCloud
+
+    with LocalCloud.running(retry_sleep=lambda seconds: None) as deployed:
+        yield deployed

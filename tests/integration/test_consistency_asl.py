@@ -4,7 +4,6 @@ forged event takes end in a named state, succeed, and leave the outputs right.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,12 +12,6 @@ from helpers import jpeg
 from imgpipe.local.cloud import LocalCloud
 
 pytestmark = pytest.mark.xdist_group("consistency")
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[LocalCloud]:
-    with LocalCloud.running(retry_sleep=lambda seconds: None) as deployed:
-        yield deployed
 
 
 def outputs(cloud: LocalCloud, key: str) -> list[str]:

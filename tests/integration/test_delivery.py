@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,12 +14,6 @@ from helpers import jpeg
 from imgpipe.local.cloud import LocalCloud
 
 pytestmark = pytest.mark.xdist_group("delivery")
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[LocalCloud]:
-    with LocalCloud.running(retry_sleep=lambda seconds: None) as deployed:
-        yield deployed
 
 
 def outputs(cloud: LocalCloud, folder: str) -> list[str]:

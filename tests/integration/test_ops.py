@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,12 +50,6 @@ class Uploads:
     gone_upload: ExecutionRecord
     deleted: ExecutionRecord  # the "Object Deleted" execution of gone/bird.jpg
     cat: ExecutionRecord  # the re-upload of photos/cat.jpg, newest execution of all
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[LocalCloud]:
-    with LocalCloud.running(retry_sleep=lambda seconds: None) as deployed:
-        yield deployed
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ not see each other's executions.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,12 +44,6 @@ OUTCOME_KEYS = {
     "failure",
     "warning",
 }
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[LocalCloud]:
-    with LocalCloud.running(retry_sleep=lambda seconds: None) as deployed:
-        yield deployed
 
 
 def fail(cloud: LocalCloud, key: str) -> ExecutionRecord:
