@@ -83,3 +83,52 @@ def retried_then_caught() -> History:
         .add("FailStateEntered", 6.6, name="PipelineFailed")
         .add("ExecutionFailed", 6.7, error="TransientError", cause=LAMBDA_CAUSE)
     )
+
+
+def log_records(
+    events: list[dict[str, Any]], execution_arn: str = ARN, *, shift: timedelta = timedelta(0)
+) -> list[dict[str, Any]]:
+    """The CloudWatch Logs records a state machine logging at level ALL with execution
+    data writes for `events`, in AWS's documented shape (ids and epoch milliseconds
+    as strings, the `<type>EventDetails` member as `details`); `shift` moves every
+    timestamp (CloudWatch Logs refuses events older than 14 days)."""
+    records = []
+    for event in events:
+        record: dict[str, Any] = {
+            "id": str(event["id"]),
+            "previous_event_id": str(event["previousEventId"]),
+            "event_timestamp": str(round((event["timestamp"] + shift).timestamp() * 1000)),
+            "type": event["type"],
+            "execution_arn": execution_arn,
+        }
+        member = next((name for name in event if name.endswith("EventDetails")), None)
+        if member is not None:
+            record["details"] = event[member]
+        records.append(record)
+    return records
+
+
+def processed(arn: str = ARN, key: str = "photos/cat.jpg") -> History:
+    """Validate, Resize and Store succeed and the execution ends in Processed."""
+    upload = {"detail": {"bucket": {"name": "in"}, "object": {"key": key, "size": 1234}}}
+    output = {
+        "status": "processed",
+        "source": {"bucket": "in", "key": key},
+        "manifest": {"bucket": "out", "key": f"{key}.manifest.json"},
+    }
+    history = History().add(
+        "ExecutionStarted", 0, input=json.dumps(upload), roleArn="arn:aws:iam::1:role/r"
+    )
+    clock = 0.0
+    for state in ("Validate", "Resize", "Store"):
+        history.add("TaskStateEntered", clock, name=state, input=json.dumps(upload))
+        history.add("TaskScheduled", clock + 0.01, parameters=lambda_params(state.lower()))
+        history.add("TaskStarted", clock + 0.02)
+        history.add("TaskSucceeded", clock + 0.2, output=json.dumps({"Payload": {"ok": True}}))
+        history.add("TaskStateExited", clock + 0.21, name=state, output=json.dumps(upload))
+        clock += 0.25
+    return (
+        history.add("SucceedStateEntered", clock, name="Processed", input=json.dumps(output))
+        .add("SucceedStateExited", clock, name="Processed", output=json.dumps(output))
+        .add("ExecutionSucceeded", clock + 0.01, output=json.dumps(output))
+    )

@@ -3,14 +3,21 @@
 Every function takes its client as a parameter (tests pass moto-backed or stubbed
 ones); `connect` builds real clients from the standard AWS configuration. Only
 public, read-only APIs are called: ListStateMachines, DescribeStacks,
-ListExecutions, DescribeExecution and GetExecutionHistory.
+DescribeStateMachine, ListExecutions, DescribeExecution, GetExecutionHistory and
+CloudWatch Logs' FilterLogEvents.
+
+`Executions` is where the workflow type matters: a STANDARD machine's executions
+come from Step Functions (ListExecutions, DescribeExecution, GetExecutionHistory);
+an EXPRESS machine's, which those APIs refuse, from its log group
+(`imgpipe.ops.history.logs`). Both give the same dicts, so nothing above it branches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -18,12 +25,26 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from imgpipe.ops.errors import OpsError
-from imgpipe.ops.history import ObjectRef, is_upload_of, pick_state_machine
+from imgpipe.ops.history import (
+    ObjectRef,
+    describe_from_events,
+    is_upload_of,
+    list_executions_from_logs,
+    log_group_of,
+    pick_state_machine,
+    read_execution_history,
+    state_machine_of,
+)
 
 # DescribeExecution has no batch form; a few calls in flight make a 1000-execution
 # scan take seconds instead of a minute, and stay well inside the API's token bucket.
 DESCRIBE_WORKERS = 8
 STACK_OUTPUT = "StateMachineArn"
+EXPRESS = "EXPRESS"
+STANDARD = "STANDARD"
+# An Express machine's executions are listed from its log group over growing windows
+# back from now, so a recent listing does not read the whole group.
+LOG_LOOKBACKS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), None)
 
 Progress = Callable[[int], None]
 
@@ -42,6 +63,7 @@ class AwsOptions:
 class Clients:
     sfn: Any
     cloudformation: Any
+    logs: Any = None
 
 
 def connect(options: AwsOptions) -> Clients:
@@ -58,6 +80,7 @@ def connect(options: AwsOptions) -> Clients:
         cloudformation=session.client(
             "cloudformation", endpoint_url=options.endpoint_url, config=config
         ),
+        logs=session.client("logs", endpoint_url=options.endpoint_url, config=config),
     )
 
 
@@ -177,8 +200,7 @@ class Search:
 
 
 def find_uploads(
-    sfn: Any,
-    state_machine: str,
+    executions: Executions,
     wanted: ObjectRef,
     *,
     scan: int,
@@ -188,7 +210,8 @@ def find_uploads(
     """DescribeExecution responses of executions for `wanted`, newest first.
 
     ListExecutions carries no input, so each candidate is described; pages are
-    described as they arrive so `latest` stops at the first match.
+    described as they arrive so `latest` stops at the first match. (An EXPRESS
+    machine's listing already carries the input: describing costs no call.)
     """
     matches: list[dict[str, Any]] = []
     scanned = 0
@@ -196,7 +219,7 @@ def find_uploads(
 
     def flush() -> bool:
         nonlocal scanned
-        for description in describe_all(sfn, batch, progress):
+        for description in executions.describe_all(batch, progress):
             scanned += 1
             if is_upload_of(description, wanted):
                 matches.append(description)
@@ -205,10 +228,174 @@ def find_uploads(
         batch.clear()
         return False
 
-    for item in recent_executions(sfn, state_machine, limit=scan):
+    for item in executions.recent(limit=scan):
         batch.append(str(item["executionArn"]))
         if len(batch) >= DESCRIBE_WORKERS * 4 and flush():
             return Search(matches, scanned)
     if batch:
         flush()
     return Search(matches, scanned)
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    """What the readers need to know of a state machine: its type and log group."""
+
+    arn: str
+    type: str = STANDARD
+    log_group: str | None = None
+
+    @property
+    def express(self) -> bool:
+        return self.type == EXPRESS
+
+
+def express_logging_problem(description: Mapping[str, Any]) -> str | None:
+    """Why an EXPRESS machine's log cannot rebuild its executions, or None when it can."""
+    configuration = description.get("loggingConfiguration") or {}
+    if log_group_of(description) is None:
+        return "has no CloudWatch Logs log group destination"
+    level = str(configuration.get("level") or "OFF")
+    if level != "ALL":
+        return f"logs at level {level}, which leaves out most history events"
+    if not configuration.get("includeExecutionData"):
+        return "logs without execution data (IncludeExecutionData is false)"
+    return None
+
+
+def state_machine_facts(sfn: Any, state_machine: str) -> StateMachine:
+    """DescribeStateMachine, read for its type and log group.
+
+    An EXPRESS machine whose log cannot rebuild its executions is an error that says
+    what to change: nothing else records them.
+    """
+    try:
+        description = sfn.describe_state_machine(stateMachineArn=state_machine)
+    except ClientError as error:
+        if _code(error) in ("StateMachineDoesNotExist", "InvalidArn"):
+            msg = f"no such state machine: {state_machine}"
+            raise OpsError(msg) from error
+        raise
+    kind = str(description.get("type") or STANDARD)
+    if kind == EXPRESS:
+        problem = express_logging_problem(description)
+        if problem is not None:
+            msg = (
+                f"state machine {state_machine} is EXPRESS, so Step Functions keeps no "
+                f"history of its executions and they are read from its log, but it {problem}: "
+                "set its LoggingConfiguration to Level ALL with IncludeExecutionData true "
+                "and a log group destination (the template's WorkflowType=EXPRESS does)"
+            )
+            raise OpsError(msg)
+    return StateMachine(state_machine, kind, log_group_of(description))
+
+
+def machine_of_execution(sfn: Any, execution_arn: str) -> StateMachine:
+    """The state machine an execution ARN names, with its type.
+
+    A `:express:` ARN is always EXPRESS. A `:execution:` ARN whose machine cannot be
+    described (a Map Run's child, `Machine/label`) is read as Standard, the only kind
+    Step Functions itself keeps.
+    """
+    state_machine = state_machine_of(execution_arn)
+    if execution_arn.split(":")[5] == "express":
+        return state_machine_facts(sfn, state_machine)
+    try:
+        return state_machine_facts(sfn, state_machine)
+    except OpsError:
+        if "/" in state_machine.rsplit(":", 1)[-1]:
+            return StateMachine(state_machine)
+        raise
+
+
+@dataclass
+class Executions:
+    """One state machine's executions, from wherever its type keeps them.
+
+    STANDARD: ListExecutions, DescribeExecution, GetExecutionHistory. EXPRESS: the
+    log group, through FilterLogEvents only; the listing already carries what
+    DescribeExecution would add, and each history is read once.
+    """
+
+    clients: Clients
+    machine: StateMachine
+    _described: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
+    _histories: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _listing: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def of(cls, clients: Clients, state_machine: str) -> Executions:
+        return cls(clients, state_machine_facts(clients.sfn, state_machine))
+
+    @property
+    def _log_group(self) -> str:
+        assert self.machine.log_group is not None  # state_machine_facts checked it
+        return self.machine.log_group
+
+    def recent(self, *, status: str | None = None, limit: int) -> Iterator[dict[str, Any]]:
+        """ListExecutions items, newest first, at most `limit` of them."""
+        if not self.machine.express:
+            yield from recent_executions(
+                self.clients.sfn, self.machine.arn, status=status, limit=limit
+            )
+            return
+        now = datetime.now(UTC)
+        for lookback in LOG_LOOKBACKS:
+            start_ms = None if lookback is None else int((now - lookback).timestamp() * 1000)
+            items = list_executions_from_logs(
+                self.clients.logs, self._log_group, self.machine.arn, start_ms=start_ms
+            )
+            wanted = [item for item in items if status is None or item["status"] == status]
+            if len(wanted) >= limit or lookback is None:
+                break
+        for item in items:
+            self._described[str(item["executionArn"])] = item
+        yield from wanted[:limit]
+
+    def listed(self) -> list[dict[str, Any]]:
+        """Every execution of an EXPRESS machine in its log, newest first, read once."""
+        if self._listing is None:
+            self._listing = list_executions_from_logs(
+                self.clients.logs, self._log_group, self.machine.arn
+            )
+            for item in self._listing:
+                self._described.setdefault(str(item["executionArn"]), item)
+        return self._listing
+
+    def describe(self, execution_arn: str) -> dict[str, Any]:
+        """DescribeExecution, or for EXPRESS the same fields rebuilt from the log."""
+        if not self.machine.express:
+            return describe(self.clients.sfn, execution_arn)
+        if execution_arn not in self._described:
+            events = self.history(execution_arn)
+            self._described[execution_arn] = describe_from_events(execution_arn, events)
+        return self._described[execution_arn]
+
+    def describe_all(
+        self, execution_arns: list[str], progress: Progress | None = None
+    ) -> list[dict[str, Any]]:
+        if not self.machine.express:
+            return describe_all(self.clients.sfn, execution_arns, progress)
+        described = []
+        for arn in execution_arns:
+            described.append(self.describe(arn))
+            if progress is not None:
+                progress(1)
+        return described
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """Every event of an execution, oldest first."""
+        if not self.machine.express:
+            return history(self.clients.sfn, execution_arn)
+        if execution_arn not in self._histories:
+            events = read_execution_history(self.clients.logs, self._log_group, execution_arn)
+            if not events:
+                msg = (
+                    f"no execution {execution_arn} in log group {self._log_group} (an "
+                    "Express execution exists only in the log, for the group's retention)"
+                )
+                raise OpsError(msg)
+            self._histories[execution_arn] = events
+        return self._histories[execution_arn]

@@ -249,17 +249,18 @@ def _progress(err: Console, description: str, total: int | None) -> Iterator[Cal
 def _executions(args: argparse.Namespace, out: Console, err: Console) -> int:
     clients = _clients(args)
     machine = _state_machine(args, clients)
-    items = list(aws.recent_executions(clients.sfn, machine, status=args.status, limit=args.limit))
+    executions = aws.Executions.of(clients, machine)
+    items = list(executions.recent(status=args.status, limit=args.limit))
     arns = [str(item["executionArn"]) for item in items]
     with _progress(err, "reading executions", len(arns)) as advance:
-        descriptions = aws.describe_all(clients.sfn, arns, advance)
+        descriptions = executions.describe_all(arns, advance)
         summaries: list[ExecutionSummary] = []
         for description in descriptions:
             # Only a stopped execution needs its history: the failing state is not in
             # DescribeExecution.
             events = None
             if description.get("status") in STOPPED_STATUSES:
-                events = aws.history(clients.sfn, description["executionArn"])
+                events = executions.history(description["executionArn"])
             summaries.append(summarize(description, events))
     if args.json:
         document = {
@@ -289,13 +290,15 @@ def _trace(args: argparse.Namespace, out: Console, err: Console) -> int:
     machine: str | None = None
     scanned: int | None = None
     if is_execution_arn(target):
-        descriptions = [aws.describe(clients.sfn, target)]
+        executions = aws.Executions(clients, aws.machine_of_execution(clients.sfn, target))
+        descriptions = [executions.describe(target)]
     elif target.startswith("s3://"):
         wanted = parse_s3_uri(target)
         machine = _state_machine(args, clients)
+        executions = aws.Executions.of(clients, machine)
         with _progress(err, f"scanning executions for {wanted.uri}", args.scan) as advance:
             search = aws.find_uploads(
-                clients.sfn, machine, wanted, scan=args.scan, latest=args.latest, progress=advance
+                executions, wanted, scan=args.scan, latest=args.latest, progress=advance
             )
         scanned = search.scanned
         if not search.matches:
@@ -310,7 +313,7 @@ def _trace(args: argparse.Namespace, out: Console, err: Console) -> int:
         raise OpsError(msg)
 
     timelines = [
-        build_timeline(description, aws.history(clients.sfn, description["executionArn"]))
+        build_timeline(description, executions.history(description["executionArn"]))
         for description in descriptions
     ]
     limit = None if args.full else DEFAULT_CLIP
@@ -344,6 +347,7 @@ def _redrive(args: argparse.Namespace, out: Console, err: Console) -> int:
     statuses = tuple(dict.fromkeys(args.status or ["FAILED"]))
     clients = _clients(args)
     machine = _state_machine(args, clients)
+    executions = aws.Executions.of(clients, machine)
     with _progress(err, "redriving" if not args.dry_run else "planning", None) as advance:
         outcomes = redrive.run(
             clients.sfn,
@@ -353,6 +357,7 @@ def _redrive(args: argparse.Namespace, out: Console, err: Console) -> int:
             dry_run=args.dry_run,
             now=now,
             progress=advance,
+            executions=executions,
         )
     code = EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_ERROR
     if args.json:

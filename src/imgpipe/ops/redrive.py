@@ -335,6 +335,9 @@ def lookback(sfn: Any, state_machine: str) -> timedelta:
     return DEFAULT_LOOKBACK
 
 
+Pages = Callable[[str | None], Iterator[list[dict[str, Any]]]]
+
+
 def _pages(sfn: Any, state_machine: str, status: str | None) -> Iterator[list[dict[str, Any]]]:
     arguments: dict[str, Any] = {"stateMachineArn": state_machine}
     if status:
@@ -344,22 +347,43 @@ def _pages(sfn: Any, state_machine: str, status: str | None) -> Iterator[list[di
         yield list(page.get("executions", []))
 
 
+def _listing(sfn: Any, state_machine: str, executions: aws.Executions | None) -> Pages:
+    """ListExecutions pages by status; for an EXPRESS machine, its log's listing as one page."""
+    if executions is None or not executions.machine.express:
+        return lambda status: _pages(sfn, state_machine, status)
+    express = executions
+
+    def from_log(status: str | None) -> Iterator[list[dict[str, Any]]]:
+        yield [item for item in express.listed() if status is None or item["status"] == status]
+
+    return from_log
+
+
 def candidates(
-    sfn: Any, state_machine: str, span: Window, statuses: Sequence[str], reach: timedelta
+    sfn: Any,
+    state_machine: str,
+    span: Window,
+    statuses: Sequence[str],
+    reach: timedelta,
+    pages: Pages | None = None,
 ) -> list[Listed]:
     """Executions with one of `statuses` that stopped in `span`, each once, newest first."""
+    pages = pages or _listing(sfn, state_machine, None)
     found: dict[str, Listed] = {}
     for status in statuses:
-        for listed in in_window(_pages(sfn, state_machine, status), span, reach):
+        for listed in in_window(pages(status), span, reach):
             # A page boundary can shift while new executions start: an ARN may repeat.
             found.setdefault(listed.arn, listed)
     return sorted(found.values(), key=lambda listed: listed.started_at, reverse=True)
 
 
-def attempts_since(sfn: Any, state_machine: str, since: datetime) -> list[Listed]:
+def attempts_since(
+    sfn: Any, state_machine: str, since: datetime, pages: Pages | None = None
+) -> list[Listed]:
     """Every execution (any status) started at or after `since`: the possible restarts."""
+    pages = pages or _listing(sfn, state_machine, None)
     started: list[Listed] = []
-    for page in _pages(sfn, state_machine, None):
+    for page in pages(None):
         for item in page:
             listed = Listed.of(item)
             if listed.started_at < since:
@@ -376,6 +400,8 @@ class Redriver:
     state_machine: str
     now: datetime
     dry_run: bool = False
+    # Express executions cannot be redriven: each is restarted.
+    express: bool = False
     redrive_available: bool = True
     unavailable_reason: str | None = field(default=None)
 
@@ -393,6 +419,8 @@ class Redriver:
                 return outcome
         elif redrivable:
             outcome.reason = self.unavailable_reason
+        elif self.express:
+            outcome.reason = "an Express execution cannot be redriven (Standard only)"
         else:
             outcome.reason = _not_redrivable(description)
         self._restart(outcome, description)
@@ -497,15 +525,26 @@ def run(
     dry_run: bool = False,
     now: datetime,
     progress: Progress | None = None,
+    executions: aws.Executions | None = None,
 ) -> list[Outcome]:
-    """Find the executions of `span` and redrive or restart each (or say what it would)."""
-    found = candidates(sfn, state_machine, span, statuses, lookback(sfn, state_machine))
+    """Find the executions of `span` and redrive or restart each (or say what it would).
+
+    `executions` reads an EXPRESS machine's executions from its log (Step Functions
+    lists and describes only Standard ones); without it the machine is read as Standard.
+    """
+    pages = _listing(sfn, state_machine, executions)
+    found = candidates(sfn, state_machine, span, statuses, lookback(sfn, state_machine), pages)
     if not found:
         return []
     earliest = min(listed.stopped_at or listed.started_at for listed in found)
-    attempts = attempts_since(sfn, state_machine, earliest)
-    redriver = Redriver(sfn, state_machine, now, dry_run=dry_run)
-    descriptions = aws.describe_all(sfn, [listed.arn for listed in found])
+    attempts = attempts_since(sfn, state_machine, earliest, pages)
+    express = executions is not None and executions.machine.express
+    redriver = Redriver(sfn, state_machine, now, dry_run=dry_run, express=express)
+    arns = [listed.arn for listed in found]
+    if executions is not None:
+        descriptions = executions.describe_all(arns)
+    else:
+        descriptions = aws.describe_all(sfn, arns)
     outcomes: list[Outcome] = []
 
     def counts(attempt: Listed) -> bool:
@@ -513,7 +552,10 @@ def run(
         # skipped/Duplicate and rendered nothing: it does not count as a new attempt.
         if attempt.status != "SUCCEEDED":
             return True
-        return not was_duplicate(aws.describe(sfn, attempt.arn).get("output"))
+        described = (
+            executions.describe(attempt.arn) if executions else aws.describe(sfn, attempt.arn)
+        )
+        return not was_duplicate(described.get("output"))
 
     for listed, description in zip(found, descriptions, strict=True):
         newer = superseded_by(listed, attempts, counts)

@@ -12,12 +12,26 @@ The modules, in the order they build on each other:
   (`parse_visits`): the one model of an execution's path, read by `imgpipe trace`
   and by the local demo's report;
 * `verdicts` — how the execution ended, in one line (`verdict_of`);
-* `summaries` — executions as rows (`summarize`) and timelines (`build_timeline`).
+* `summaries` — executions as rows (`summarize`) and timelines (`build_timeline`);
+* `logs` — the same events, descriptions and listings read back from a state
+  machine's CloudWatch Logs log group, for Express workflows, which Step Functions
+  keeps no history of. Its two readers (`read_execution_history`,
+  `list_executions_from_logs`) are the only code here that calls AWS, through a
+  CloudWatch Logs client passed in.
 
 Everything public is importable from `imgpipe.ops.history` itself.
 """
 
 from imgpipe.ops.history.causes import ErrorInfo, last_frame
+from imgpipe.ops.history.logs import (
+    describe_from_events,
+    events_from_log_records,
+    list_executions_from_logs,
+    log_group_of,
+    quoted_term,
+    read_execution_history,
+    state_machine_of,
+)
 from imgpipe.ops.history.summaries import ExecutionSummary, Timeline, build_timeline, summarize
 from imgpipe.ops.history.targets import (
     STATE_MACHINE_HINT,
@@ -68,8 +82,10 @@ __all__ = [
     "build_timeline",
     "clip",
     "compact_json",
+    "describe_from_events",
     "duration",
     "event_details",
+    "events_from_log_records",
     "execution_bounds",
     "execution_error",
     "failing_visit",
@@ -77,13 +93,18 @@ __all__ = [
     "is_upload_of",
     "lambda_payload",
     "last_frame",
+    "list_executions_from_logs",
+    "log_group_of",
     "outcome_of",
     "parse_s3_uri",
     "parse_visits",
     "pick_state_machine",
+    "quoted_term",
+    "read_execution_history",
     "rejecting_visit",
     "seconds_between",
     "source_of",
+    "state_machine_of",
     "summarize",
     "verdict_of",
 ]

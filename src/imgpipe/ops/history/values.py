@@ -97,12 +97,14 @@ def event_details(event: Mapping[str, Any]) -> Mapping[str, Any]:
     (`TaskFailed` -> `taskFailedEventDetails`), except that every `<X>StateEntered`
     / `<X>StateExited` shares `stateEnteredEventDetails` / `stateExitedEventDetails`.
     """
-    kind = str(event.get("type", ""))
-    if kind.endswith("StateEntered"):
-        member = "stateEnteredEventDetails"
-    elif kind.endswith("StateExited"):
-        member = "stateExitedEventDetails"
-    else:
-        member = f"{kind[:1].lower()}{kind[1:]}EventDetails"
-    details = event.get(member)
+    details = event.get(details_member(str(event.get("type", ""))))
     return details if isinstance(details, Mapping) else {}
+
+
+def details_member(kind: str) -> str:
+    """The name of the details member of a history event of type `kind` (see `event_details`)."""
+    if kind.endswith("StateEntered"):
+        return "stateEnteredEventDetails"
+    if kind.endswith("StateExited"):
+        return "stateExitedEventDetails"
+    return f"{kind[:1].lower()}{kind[1:]}EventDetails"
