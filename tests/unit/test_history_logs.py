@@ -273,3 +273,15 @@ def test_express_executions_never_call_step_functions_history_apis() -> None:
         logs_stub.assert_no_pending_responses()
         sfn_stub.assert_no_pending_responses()
     assert description["status"] == "SUCCEEDED"
+
+
+def test_a_map_run_childs_machine_is_read_as_standard_and_an_unknown_one_is_an_error() -> None:
+    sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+    child = MACHINE.replace("stateMachine", "execution") + "/Backfill:item-1"
+    gone = MACHINE.replace("stateMachine", "execution") + ":run-1"
+    with Stubber(sfn) as stub:
+        stub.add_client_error("describe_state_machine", "StateMachineDoesNotExist", "no")
+        stub.add_client_error("describe_state_machine", "StateMachineDoesNotExist", "no")
+        assert aws.machine_of_execution(sfn, child) == aws.StateMachine(MACHINE + "/Backfill")
+        with pytest.raises(OpsError, match="no such state machine"):
+            aws.machine_of_execution(sfn, gone)

@@ -298,12 +298,11 @@ def machine_of_execution(sfn: Any, execution_arn: str) -> StateMachine:
     Step Functions itself keeps.
     """
     state_machine = state_machine_of(execution_arn)
-    if execution_arn.split(":")[5] == "express":
-        return state_machine_facts(sfn, state_machine)
     try:
         return state_machine_facts(sfn, state_machine)
     except OpsError:
-        if "/" in state_machine.rsplit(":", 1)[-1]:
+        child = execution_arn.split(":")[5] == "execution" and "/" in state_machine
+        if child:
             return StateMachine(state_machine)
         raise
 
