@@ -768,7 +768,8 @@ def test_functions_and_state_machine_are_traced(cfn: dict[str, Any]) -> None:
         assert cfn["Resources"][logical]["Properties"]["TracingConfig"] == {"Mode": "Active"}
     machine = cfn["Resources"]["ImagePipeline"]["Properties"]
     assert machine["TracingConfiguration"] == {"Enabled": True}
-    assert machine["StateMachineType"] == "STANDARD"
+    # the type is the WorkflowType parameter, STANDARD by default (docs/workflows.md)
+    assert machine["StateMachineType"] == {"Ref": "WorkflowType"}
 
 
 def test_each_function_logs_to_its_own_retained_log_group(cfn: dict[str, Any]) -> None:
@@ -798,7 +799,14 @@ def test_state_machine_logs_to_its_own_vended_log_group_at_the_chosen_level(
     }
     assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Delete"
     logging = cfn["Resources"]["ImagePipeline"]["Properties"]["LoggingConfiguration"]
-    assert logging["Level"] == {"Ref": "StateMachineLogLevel"}
+    # STANDARD logs at the chosen level; EXPRESS keeps no history, so it logs everything
+    for workflow, level_value, expected_level in (
+        ("STANDARD", "ERROR", "ERROR"),
+        ("STANDARD", "OFF", "OFF"),
+        ("EXPRESS", "OFF", "ALL"),
+    ):
+        params = {**defaults(sam), "WorkflowType": workflow, "StateMachineLogLevel": level_value}
+        assert resolve(logging["Level"], params, sam["Conditions"], {}) == expected_level
     # Step Functions wants the log group ARN ending in ":*", which is what Arn returns
     assert logging["Destinations"] == [
         {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}}}
@@ -818,6 +826,13 @@ def test_state_machine_logs_to_its_own_vended_log_group_at_the_chosen_level(
         params = {**defaults(sam), "StateMachineIncludeExecutionData": value}
         resolved = resolve(logging["IncludeExecutionData"], params, sam["Conditions"], {})
         assert resolved is expected, value
+        # EXPRESS always logs the data: its log group is the only history there is
+        params = {**params, "WorkflowType": "EXPRESS"}
+        resolved = resolve(logging["IncludeExecutionData"], params, sam["Conditions"], {})
+        assert resolved is True, value
+    workflow = sam["Parameters"]["WorkflowType"]
+    assert workflow["Default"] == "STANDARD"
+    assert workflow["AllowedValues"] == ["STANDARD", "EXPRESS"]
 
 
 def alarm_topic(sam: dict[str, Any], **overrides: str) -> dict[str, Any] | None:

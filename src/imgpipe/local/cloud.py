@@ -22,12 +22,18 @@ targets. `EventBridgeBridge` fills that gap without touching the template: when 
 moto's rules matches an event and targets a state machine, it starts an execution with
 the event as input (named with a fresh UUID, as AWS does), and sends events it cannot
 deliver to the target's dead-letter queue.
+
+moto also carries Step Functions' execution logging but never switches it on:
+`ExecutionLog` does, so executions write their history events to the state machine's
+log group as AWS does, and `LocalCloud.wait` reads an EXPRESS machine's executions from
+there (AWS serves neither their history nor their description).
 """
 
 from __future__ import annotations
 
 import contextvars
 import copy
+import hashlib
 import io
 import json
 import logging
@@ -53,8 +59,14 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.events.models import EventPattern, Rule
 from moto.s3 import notifications
 from moto.s3.models import S3Backend
+from moto.stepfunctions.parser.asl.eval.event.logging import (
+    CloudWatchLoggingConfiguration,
+    CloudWatchLoggingSession,
+    HistoryLog,
+)
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+from moto.stepfunctions.parser.backend.execution import Execution
 
 from imgpipe.local.runner import LocalFunctions
 from imgpipe.local.template import FunctionSpec, Template
@@ -65,6 +77,7 @@ STATE_MACHINE = "ImagePipeline"
 INPUT_BUCKET = "InputBucket"
 OUTPUT_BUCKET = "OutputBucket"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+EXPRESS = "EXPRESS"
 # Where each key's sequencers start; S3's are hex strings like 0055AED6DCD90281E5.
 _SEQUENCER_START = 0x0062A8F0D7E3B40000
 _SEQUENCER_DIGITS = 18
@@ -392,6 +405,93 @@ def _dead_letter(target: dict[str, Any], event: dict[str, Any], error: str) -> N
     )
 
 
+class ExecutionLog:
+    """Writes an execution's history events to its state machine's log group, as AWS does.
+
+    moto 5.2.5 carries Step Functions' execution-logging code (a `CloudWatchLoggingSession`
+    per execution, fed by its event manager) but starts every execution without one, and
+    its publisher hands CloudWatch Logs a `LogEvent` built from a text timestamp where a
+    number is needed. The local cloud gives each execution of a machine with a logging
+    configuration a session (`session_for`) and publishes through `publish`: one log
+    event per history event, its message the JSON record AWS documents —
+    `id`, `previous_event_id`, `event_timestamp` (epoch milliseconds as text), `type`,
+    `execution_arn`, `details` (the event's `<type>EventDetails`; input and output only
+    with `includeExecutionData`) and `redrive_count` — in a stream named as AWS names
+    them, `states/<state machine name>/<yyyy-mm-dd-hh-mm>/<id>` (here one stream per
+    execution: the minute it started and eight hex digits of its ARN's hash).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: dict[str, str] = {}
+
+    @staticmethod
+    def session_for(
+        execution_arn: str, state_machine_arn: str, configuration: dict[str, Any] | None
+    ) -> CloudWatchLoggingSession | None:
+        if not configuration or configuration.get("level", "OFF") == "OFF":
+            return None
+        complete: Any = {"includeExecutionData": False, **configuration}
+        logging_configuration = CloudWatchLoggingConfiguration.from_logging_configuration(
+            state_machine_arn=state_machine_arn, logging_configuration=complete
+        )
+        if logging_configuration is None:
+            return None
+        return CloudWatchLoggingSession(
+            execution_arn=execution_arn, configuration=logging_configuration
+        )
+
+    def publish(self, session: CloudWatchLoggingSession, log: HistoryLog) -> None:
+        moment = _epoch_ms(log["event_timestamp"])
+        record: dict[str, Any] = {
+            "id": str(log["id"]),
+            # moto's HistoryEventType is an Enum; AWS writes its value ("TaskScheduled").
+            "type": str(getattr(log["type"], "value", log["type"])),
+            "details": dict(log.get("details") or {}),
+            "previous_event_id": str(log["previous_event_id"]),
+            "event_timestamp": str(moment),
+            "execution_arn": str(log["execution_arn"]),
+            "redrive_count": "0",
+        }
+        configuration = session.configuration
+        from moto.logs.models import logs_backends
+
+        logs = logs_backends[configuration.log_account_id][configuration.log_region]
+        group = configuration.log_group_name
+        with self._lock:
+            stream = self._streams.get(session.execution_arn)
+            if stream is None:
+                stream = _execution_log_stream(session.execution_arn, moment)
+                if group not in logs.groups:
+                    return  # AWS drops what it cannot deliver; the execution goes on
+                logs.create_log_stream(group, stream)
+                self._streams[session.execution_arn] = stream
+            logs.put_log_events(
+                group,
+                stream,
+                [{"timestamp": moment, "message": json.dumps(record, default=str)}],
+            )
+
+
+def _epoch_ms(value: Any) -> int:
+    """A history event's timestamp (moto's ISO 8601 text or a datetime) in epoch ms."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _execution_log_stream(execution_arn: str, started_ms: int) -> str:
+    parts = execution_arn.split(":")
+    machine = parts[6] if len(parts) > 6 else "unknown"
+    minute = datetime.fromtimestamp(started_ms / 1000, UTC).strftime("%Y-%m-%d-%H-%M")
+    digest = hashlib.sha256(execution_arn.encode()).hexdigest()[:8]
+    return f"states/{machine}/{minute}/{digest}"
+
+
 @dataclass
 class DeployedResource:
     logical_id: str
@@ -420,6 +520,10 @@ class LocalCloud:
         self.names: dict[str, str] = {}
         self.arns: dict[str, str] = {}
         self.state_machine_arn = ""
+        # The deployed machine's type and the log group its executions log to (if any).
+        self.state_machine_type = "STANDARD"
+        self.state_machine_log_group: str | None = None
+        self.execution_log = ExecutionLog()
         self.functions: Any = None
         self.rule_pattern: dict[str, Any] = {}
         self.deployed: list[DeployedResource] = []
@@ -661,6 +765,26 @@ class LocalCloud:
             return Preprocessor().visit(tree), tree
 
         patches.append(mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse)))
+        # Executions log their history events to the machine's log group (ExecutionLog).
+        original_execution_init = Execution.__init__
+
+        def execution_init(execution: Execution, *args: Any, **kwargs: Any) -> None:
+            original_execution_init(execution, *args, **kwargs)
+            if execution._cloud_watch_logging_session is None:
+                machine = execution.state_machine
+                execution._cloud_watch_logging_session = ExecutionLog.session_for(
+                    execution.exec_arn,
+                    str(machine.arn),
+                    getattr(machine, "loggingConfiguration", None),
+                )
+
+        def publish_history_log(session: CloudWatchLoggingSession, history_log: HistoryLog) -> None:
+            cloud.execution_log.publish(session, history_log)
+
+        patches += [
+            mock.patch.object(Execution, "__init__", execution_init),
+            mock.patch.object(CloudWatchLoggingSession, "publish_history_log", publish_history_log),
+        ]
         if retry_sleep is not None:
             from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
@@ -1059,11 +1183,17 @@ class LocalCloud:
                     for d in logging_config.get("Destinations", [])
                 ],
             }
+        self.state_machine_type = str(resolver.resolve(props.get("Type", "STANDARD")))
+        for destination in extra.get("loggingConfiguration", {}).get("destinations", []):
+            # arn:aws:logs:REGION:ACCOUNT:log-group:NAME:*
+            self.state_machine_log_group = destination["cloudWatchLogsLogGroup"][
+                "logGroupArn"
+            ].split(":")[6]
         self.state_machine_arn = self.sfn.create_state_machine(
             name=self._physical_name(STATE_MACHINE),
             definition=definition,
             roleArn=role,
-            type=str(resolver.resolve(props.get("Type", "STANDARD"))),
+            type=self.state_machine_type,
             tracingConfiguration={"enabled": bool(tracing.get("Enabled", False))},
             **extra,
         )["stateMachineArn"]
@@ -1148,6 +1278,15 @@ class LocalCloud:
         )
 
     def wait(self, arn: str, key: str = "", *, timeout_s: float = 120.0) -> ExecutionRecord:
+        """Follow an execution to its end: status, output, error and history.
+
+        A Standard execution is read as AWS serves it (DescribeExecution,
+        GetExecutionHistory). AWS serves neither for Express executions, so theirs is
+        read from the state machine's log group, where they log every event (level ALL
+        with execution data), as operators must read it in AWS.
+        """
+        if self.state_machine_type == EXPRESS:
+            return self._wait_logged(arn, key, timeout_s=timeout_s)
         deadline = time.monotonic() + timeout_s
         while True:
             description = self.sfn.describe_execution(executionArn=arn)
@@ -1158,6 +1297,35 @@ class LocalCloud:
                 raise TimeoutError(msg)
             time.sleep(0.02)
         history = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        output = description.get("output")
+        return ExecutionRecord(
+            key=key,
+            arn=arn,
+            status=description["status"],
+            output=json.loads(output) if output else None,
+            error=description.get("error"),
+            cause=description.get("cause"),
+            history=history,
+        )
+
+    def _wait_logged(self, arn: str, key: str, *, timeout_s: float) -> ExecutionRecord:
+        from imgpipe.ops.history.logs import describe_from_events, read_execution_history
+
+        group = self.state_machine_log_group
+        if group is None:
+            msg = "the state machine logs nowhere: its executions cannot be followed"
+            raise LookupError(msg)
+        logs = self.client("logs")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            history = read_execution_history(logs, group, arn)
+            description = describe_from_events(arn, history)
+            if description["status"] in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                msg = f"execution {arn} still {description['status']} after {timeout_s:.0f}s"
+                raise TimeoutError(msg)
+            time.sleep(0.05)
         output = description.get("output")
         return ExecutionRecord(
             key=key,
