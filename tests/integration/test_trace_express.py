@@ -6,7 +6,9 @@ runs the commands through the `imgpipe` fixture. AWS refuses GetExecutionHistory
 ListExecutions and DescribeExecution for Express machines; moto answers them, so
 here every client the commands build refuses them too, and records that they were
 asked. The expected trace is what the same history gives through the Standard path
-(`build_timeline` on GetExecutionHistory-shaped events).
+(`build_timeline` on GetExecutionHistory-shaped events). The last test runs the
+template deployed with `WorkflowType=EXPRESS` on the local cloud, whose executions
+write those records themselves.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from helpers import Imgpipe
+from helpers import Imgpipe, jpeg
 from history_events import (
     ARN,
     T0,
@@ -278,3 +280,34 @@ def test_redrive_restarts_failed_express_executions_found_in_the_log(
     [restarted] = done.json()
     assert restarted["action"] == "restart"
     assert restarted["new_name"].startswith("dog-redrive-")
+
+
+def test_an_express_deployment_of_the_local_cloud_is_traced_from_its_log(
+    asked: list[str], imgpipe: Imgpipe
+) -> None:
+    from imgpipe.local.cloud import LocalCloud
+
+    # Given the template deployed with WorkflowType=EXPRESS, a processed and a rejected upload
+    with LocalCloud.running(
+        parameters={"WorkflowType": "EXPRESS"}, retry_sleep=lambda seconds: None
+    ) as cloud:
+        cat = cloud.upload("photos/cat.jpg", jpeg(300, 200))
+        page = cloud.upload("bad/page.jpg", b"<!DOCTYPE html><html>not a photo</html>")
+        machine = ("--state-machine", cloud.state_machine_arn)
+        # When they are traced and listed
+        processed_run = imgpipe(
+            "trace", f"s3://{cloud.input_bucket}/photos/cat.jpg", *machine, "--json"
+        )
+        rejected_run = imgpipe("trace", page.arn, "--json")
+        listing = imgpipe("executions", *machine, "--json")
+    # Then the log alone explains them, as a Standard trace would
+    assert (processed_run.code, rejected_run.code, listing.code, asked) == (0, 0, 0, [])
+    [traced_cat] = processed_run.json()["executions"]
+    assert traced_cat["arn"] == cat.arn
+    assert [state["name"] for state in traced_cat["states"]] == cat.states_entered()
+    assert traced_cat["verdict"]["status"] == "processed"
+    [traced_page] = rejected_run.json()["executions"]
+    assert page.output is not None
+    assert traced_page["verdict"]["status"] == "rejected"
+    assert traced_page["reason_code"] == page.output["reason"]["code"]
+    assert [row["arn"] for row in listing.json()["executions"]] == [page.arn, cat.arn]
