@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgpipe.claims import SourceIdentity
 from imgpipe.errors import InvalidEvent
 from imgpipe.specs import ImageFacts
+
+if TYPE_CHECKING:
+    from imgpipe.events import S3ObjectEvent
+    from imgpipe.storage import ObjectHead
 
 
 def _require(payload: Mapping[str, Any], name: str) -> Any:
@@ -36,6 +40,30 @@ class SourceRef:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def named_by(cls, event: S3ObjectEvent, key: str | None = None) -> SourceRef:
+        """The object as the event names it (`key`: the spelling resolved for it)."""
+        return cls(
+            bucket=event.bucket,
+            key=event.key if key is None else key,
+            size=event.size or 0,
+            etag=event.etag,
+            version_id=event.version_id,
+            sequencer=event.sequencer,
+        )
+
+    @classmethod
+    def found(cls, bucket: str, head: ObjectHead, sequencer: str | None) -> SourceRef:
+        """The object S3 reported, as the event with `sequencer` asked for it."""
+        return cls(
+            bucket=bucket,
+            key=head.key,
+            size=head.size,
+            etag=head.etag,
+            version_id=head.version_id,
+            sequencer=sequencer,
+        )
 
     def identity(self) -> SourceIdentity:
         """The claim identity of this object and the event that asked for it."""
@@ -101,6 +129,10 @@ class Outcome:
     image: ImageFacts | None = None
     reason: dict[str, str] | None = None
     removed: tuple[str, ...] = ()
+
+    @classmethod
+    def skipped(cls, source: SourceRef, code: str, message: str) -> Outcome:
+        return cls(status="skipped", source=source, reason={"code": code, "message": message})
 
     def to_dict(self) -> dict[str, Any]:
         # Every key is always present (null or empty when it does not apply): the

@@ -25,9 +25,9 @@ def forget_upload(
     lease_s: float,
 ) -> Outcome:
     """Make each folder the event could mean follow its key's current state."""
-    named = _named(event, event.key)
+    named = SourceRef.named_by(event)
     if event.bucket != config.input_bucket:
-        return _skipped(
+        return Outcome.skipped(
             named, "ForeignBucket", f"the pipeline owns uploads to {config.input_bucket} only"
         )
     # The key as the event spells it may be URL-encoded; each spelling is reconciled
@@ -54,7 +54,7 @@ def _reconcile(
     execution: str,
     lease_s: float,
 ) -> Outcome:
-    source = _named(event, key)
+    source = SourceRef.named_by(event, key)
     with claims.locked(event.bucket, key, lease_s=lease_s):
         head = store.head(event.bucket, key)
         if head is None:
@@ -63,47 +63,24 @@ def _reconcile(
             removed = clear_folder(store, config.output, key)
             claims.forget(event.bucket, key, execution, event.sequencer)
             if not removed:
-                return _skipped(source, "NothingToDelete", "no outputs exist for this key")
+                return Outcome.skipped(source, "NothingToDelete", "no outputs exist for this key")
             return Outcome(status="deleted", source=source, removed=removed)
-        current = SourceRef(
-            bucket=event.bucket,
-            key=key,
-            size=head.size,
-            etag=head.etag,
-            version_id=head.version_id,
-            sequencer=event.sequencer,
-        )
+        current = SourceRef.found(event.bucket, head, event.sequencer)
         manifest = read_manifest(store, config.output, key)
         if manifest is not None and describes(manifest, head):
             # An old version was deleted; the current one's outputs stay.
-            return _skipped(current, "StillExists", "the current version is rendered")
+            return Outcome.skipped(current, "StillExists", "the current version is rendered")
         record = claims.record(event.bucket, key)
         if record is not None and record.object_id == current.identity().object_id:
             if record.live:
-                return _skipped(
+                return Outcome.skipped(
                     current,
                     "StillExists",
                     f"the current version is being rendered by {record.execution}",
                 )
             if record.state == REJECTED:
-                return _skipped(current, "StillExists", "the current version was rejected")
+                return Outcome.skipped(current, "StillExists", "the current version was rejected")
     # The deletion made an older version current (a permanent delete of the newest
     # version, or a removed delete marker), and nothing renders it: the state
     # machine does, from here.
     return Outcome(status=RERENDER, source=current)
-
-
-def _named(event: S3ObjectEvent, key: str) -> SourceRef:
-    """The deleted object as the event names it (there is nothing left to measure)."""
-    return SourceRef(
-        bucket=event.bucket,
-        key=key,
-        size=0,
-        etag=event.etag,
-        version_id=event.version_id,
-        sequencer=event.sequencer,
-    )
-
-
-def _skipped(source: SourceRef, code: str, message: str) -> Outcome:
-    return Outcome(status="skipped", source=source, reason={"code": code, "message": message})

@@ -66,9 +66,11 @@ def store_manifest(
     with claims.locked(source.bucket, source.key, lease_s=lease_s):
         current, head = is_current(store, source)
         if head is None:
-            return _skipped(source, "ObjectGone", "the object was deleted before its manifest")
+            return Outcome.skipped(
+                source, "ObjectGone", "the object was deleted before its manifest"
+            )
         if not current or not claims.holds(ident, execution):
-            return _skipped(source, "Superseded", "a newer upload of this key took over")
+            return Outcome.skipped(source, "Superseded", "a newer upload of this key took over")
         for rendition in renditions:
             found = store.head(output.bucket, rendition.key)
             if found is None or found.size != rendition.bytes:
@@ -107,7 +109,3 @@ def store_manifest(
         manifest={"bucket": output.bucket, "key": key},
         image=image,
     )
-
-
-def _skipped(source: SourceRef, code: str, message: str) -> Outcome:
-    return Outcome(status="skipped", source=source, reason={"code": code, "message": message})

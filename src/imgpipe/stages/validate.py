@@ -94,14 +94,7 @@ def validate_upload(
     found that the deletion left an older version current (a permanent delete of
     the newest version, a removed delete marker): it renders whatever is current.
     """
-    named = SourceRef(
-        bucket=event.bucket,
-        key=event.key,
-        size=event.size or 0,
-        etag=event.etag,
-        version_id=event.version_id,
-        sequencer=event.sequencer,
-    )
+    named = SourceRef.named_by(event)
     if event.bucket != config.input_bucket:
         return _skipped(
             named, "ForeignBucket", f"the pipeline renders uploads to {config.input_bucket} only"
@@ -117,14 +110,7 @@ def validate_upload(
         head = resolve(store, event)
         if head is None:
             return _skipped(named, "ObjectGone", "the object no longer exists; nothing to render")
-    source = SourceRef(
-        bucket=event.bucket,
-        key=head.key,
-        size=head.size,
-        etag=head.etag,
-        version_id=head.version_id,
-        sequencer=event.sequencer,
-    )
+    source = SourceRef.found(event.bucket, head, event.sequencer)
     if not restoring:
         # Outputs follow the current object only: an event for an object that has
         # been replaced or deleted since must not render it (the newer state has
