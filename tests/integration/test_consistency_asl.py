@@ -48,31 +48,6 @@ def deleted_event(
     }
 
 
-def test_a_permanent_delete_of_the_current_version_renders_the_one_before(
-    cloud: LocalCloud,
-) -> None:
-    # Given a key uploaded twice, the second (portrait) version rendered
-    key = "restore/photo.jpg"
-    first = cloud.upload(key, jpeg(400, 300))
-    second = cloud.upload(key, jpeg(300, 400))
-    assert first.output is not None
-    assert second.output is not None
-    # When the current version is deleted by its version id
-    version = second.output["source"]["version_id"]
-    with cloud.bridge.paused():
-        cloud.s3.delete_object(Bucket=cloud.input_bucket, Key=key, VersionId=version)
-    record = cloud.wait(cloud.start(deleted_event(cloud.input_bucket, key, version=version)), key)
-    # Then the deletion execution goes on to render the version that is current again
-    assert record.status == "SUCCEEDED", record.cause
-    assert record.states_entered()[:4] == ["WhatHappened", "Forget", "IsForgotten", "Validate"]
-    assert record.states_entered()[-1] == "Processed"
-    assert record.output is not None
-    assert record.output["status"] == "processed"
-    assert record.output["source"]["version_id"] == first.output["source"]["version_id"]
-    assert record.output["image"]["width"] == 400
-    assert len(outputs(cloud, key)) == 7
-
-
 def test_events_for_another_bucket_change_nothing(cloud: LocalCloud) -> None:
     # Given a processed upload, and an object of the same key in a foreign bucket
     key = "foreign/photo.jpg"

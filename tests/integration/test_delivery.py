@@ -157,8 +157,13 @@ def test_deleting_the_current_version_renders_the_one_that_is_current_again(
     )
     assert delivery.execution_arn is not None
     record = cloud.wait(delivery.execution_arn, key)
+    assert record.status == "SUCCEEDED", record.cause
+    assert record.states_entered()[:4] == ["WhatHappened", "Forget", "IsForgotten", "Validate"]
+    assert record.states_entered()[-1] == "Processed"
     assert record.output is not None
     assert record.output["status"] == "processed"
+    assert record.output["source"]["version_id"] == first.output["source"]["version_id"]
+    assert len(outputs(cloud, f"{key}/")) == 7
     assert manifest(cloud, key)["source"]["version_id"] == first.output["source"]["version_id"]
     assert (manifest(cloud, key)["image"]["width"], manifest(cloud, key)["image"]["height"]) == (
         400,

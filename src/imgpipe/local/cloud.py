@@ -1285,18 +1285,18 @@ class LocalCloud:
         read from the state machine's log group, where they log every event (level ALL
         with execution data), as operators must read it in AWS.
         """
-        if self.state_machine_type == EXPRESS:
-            return self._wait_logged(arn, key, timeout_s=timeout_s)
+        look = self._logged(arn) if self.state_machine_type == EXPRESS else self._described(arn)
         deadline = time.monotonic() + timeout_s
         while True:
-            description = self.sfn.describe_execution(executionArn=arn)
+            description, history = look()
             if description["status"] in TERMINAL:
                 break
             if time.monotonic() > deadline:
                 msg = f"execution {arn} still {description['status']} after {timeout_s:.0f}s"
                 raise TimeoutError(msg)
             time.sleep(0.02)
-        history = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        if history is None:
+            history = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         output = description.get("output")
         return ExecutionRecord(
             key=key,
@@ -1308,7 +1308,12 @@ class LocalCloud:
             history=history,
         )
 
-    def _wait_logged(self, arn: str, key: str, *, timeout_s: float) -> ExecutionRecord:
+    def _described(self, arn: str) -> Callable[[], tuple[dict[str, Any], list[Any] | None]]:
+        """A Standard execution's description; its history is read once it has ended."""
+        return lambda: (dict(self.sfn.describe_execution(executionArn=arn)), None)
+
+    def _logged(self, arn: str) -> Callable[[], tuple[dict[str, Any], list[Any] | None]]:
+        """An Express execution's description and history, both from its log events."""
         from imgpipe.ops.history.logs import describe_from_events, read_execution_history
 
         group = self.state_machine_log_group
@@ -1316,26 +1321,12 @@ class LocalCloud:
             msg = "the state machine logs nowhere: its executions cannot be followed"
             raise LookupError(msg)
         logs = self.client("logs")
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def look() -> tuple[dict[str, Any], list[Any] | None]:
             history = read_execution_history(logs, group, arn)
-            description = describe_from_events(arn, history)
-            if description["status"] in TERMINAL:
-                break
-            if time.monotonic() > deadline:
-                msg = f"execution {arn} still {description['status']} after {timeout_s:.0f}s"
-                raise TimeoutError(msg)
-            time.sleep(0.05)
-        output = description.get("output")
-        return ExecutionRecord(
-            key=key,
-            arn=arn,
-            status=description["status"],
-            output=json.loads(output) if output else None,
-            error=description.get("error"),
-            cause=description.get("cause"),
-            history=history,
-        )
+            return describe_from_events(arn, history), history
+
+        return look
 
     def upload(
         self,
