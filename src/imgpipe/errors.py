@@ -117,6 +117,10 @@ class ForeignBucket(Skipped):
     """The event names a bucket other than the stack's input bucket."""
 
 
+class UpToDate(Skipped):
+    """A backfill found the current version rendered with the current rendition set."""
+
+
 def skip(code: str, message: str) -> Skipped:
     """The `Skipped` subclass for a skip code (the base class for a code it does not know)."""
     kind = next((c for c in Skipped.__subclasses__() if c.__name__ == code), Skipped)
