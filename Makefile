@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock lint test demo up bench clean
+.PHONY: help install lock lint test demo up bench clean asl
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ demo: install ## run the pipeline locally end to end on the sample images (+ HTM
 
 up: install ## serve the local cloud on 127.0.0.1:4566 until Ctrl-C
 	$(BIN)/imgpipe local up
+
+asl: ## regenerate statemachine/backfill.asl.json from pipeline.asl.json
+	$(PYTHON) statemachine/backfill.py
 
 clean: ## remove build output and the virtual environment
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis build demo-output

@@ -234,6 +234,21 @@ class World:
             "detail": detail,
         }
 
+    def backfill(self, key: str, mode: str = "missing") -> dict[str, Any]:
+        """The item the backfill machine's ItemSelector makes of a listed key."""
+        return {
+            "version": "0",
+            "source": "imgpipe.backfill",
+            "detail-type": "Object Created",
+            "time": "2026-12-03T10:00:00Z",
+            "detail": {
+                "bucket": {"name": IN},
+                "object": {"key": key},
+                "reason": "Backfill",
+                "mode": mode,
+            },
+        }
+
     def versions(self, key: str) -> list[dict[str, Any]]:
         listed = self.s3.list_object_versions(Bucket=IN, Prefix=key)
         return [v for v in listed.get("Versions", []) if v["Key"] == key]

@@ -111,6 +111,9 @@ class ValidateConfig:
     input_bucket: str
     # A rejected upload clears the outputs of the versions before it.
     output: OutputLocation
+    # What resize would make now (`RenderSettings.fingerprint`): a backfill leaves a
+    # key alone when its manifest was made with the same.
+    render_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -235,17 +238,19 @@ def _output(env: _Env) -> OutputLocation:
 
 def validate_config(environ: Mapping[str, str] | None = None) -> ValidateConfig:
     env = _Env(os.environ if environ is None else environ)
+    limits = _limits(env)
     return ValidateConfig(
-        limits=_limits(env),
+        limits=limits,
         state_table=env.text("STATE_TABLE"),
         input_bucket=env.bucket("INPUT_BUCKET"),
         output=_output(env),
+        render_fingerprint=_render_settings(env, limits).fingerprint,
     )
 
 
-def resize_config(environ: Mapping[str, str] | None = None) -> ResizeConfig:
-    env = _Env(os.environ if environ is None else environ)
-    limits = _limits(env)
+def _render_settings(env: _Env, limits: Limits) -> RenderSettings:
+    """The rendition set, read the same way by resize (which makes it) and validate
+    (which compares a manifest's fingerprint with it)."""
     qualities = {
         "JPEG": _quality(env, "JPEG_QUALITY", 82),
         "WEBP": _quality(env, "WEBP_QUALITY", 80),
@@ -257,16 +262,21 @@ def resize_config(environ: Mapping[str, str] | None = None) -> ResizeConfig:
         env.text("OUTPUT_FORMATS", "webp,jpeg"),
         qualities,
     )
-    render = RenderSettings(
+    return RenderSettings(
         renditions=renditions,
         background=_background(env),
         allow_upscale=env.boolean("ALLOW_UPSCALE", default=False),
         max_pixels=limits.max_pixels,
     )
+
+
+def resize_config(environ: Mapping[str, str] | None = None) -> ResizeConfig:
+    env = _Env(os.environ if environ is None else environ)
+    limits = _limits(env)
     return ResizeConfig(
         limits=limits,
         output=_output(env),
-        render=render,
+        render=_render_settings(env, limits),
         cache_control=env.text("CACHE_CONTROL", "public, max-age=31536000"),
         state_table=env.text("STATE_TABLE"),
         input_bucket=env.bucket("INPUT_BUCKET"),

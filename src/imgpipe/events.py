@@ -6,20 +6,26 @@ because that class `unquote_plus`-es the key, which turns a literal `+` into a s
 spells it; `key_candidates` lists the spellings to try against the bucket.
 
 The documented AWS shape is accepted, plus two spellings the local emulator uses
-(`eTag` for `etag`).
+(`eTag` for `etag`). The backfill state machine sends the same shape with source
+`imgpipe.backfill`, the listed key, no version or sequencer, and `detail.mode`
+(docs/backfill.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, unquote_plus
 
 from imgpipe.errors import InvalidEvent
 
 OBJECT_CREATED = "Object Created"
 OBJECT_DELETED = "Object Deleted"
+S3_SOURCE = "aws.s3"
+BACKFILL_SOURCE = "imgpipe.backfill"
+BackfillMode = Literal["missing", "all"]
+BACKFILL_MODES: tuple[BackfillMode, ...] = ("missing", "all")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class S3ObjectEvent:
     version_id: str | None
     sequencer: str | None
     reason: str | None
+    # Set for a backfill item: render only what is missing or outdated, or everything.
+    backfill: BackfillMode | None = None
 
 
 def _text(mapping: Mapping[str, Any], name: str, where: str) -> str:
@@ -58,8 +66,9 @@ def parse_s3_event(event: Mapping[str, Any]) -> S3ObjectEvent:
     if not isinstance(event, Mapping):
         msg = f"S3 event must be an object, got {type(event).__name__}"
         raise InvalidEvent(msg)
-    if event.get("source") != "aws.s3":
-        msg = f"event source is {event.get('source')!r}, expected 'aws.s3'"
+    source = event.get("source")
+    if source not in (S3_SOURCE, BACKFILL_SOURCE):
+        msg = f"event source is {source!r}, expected {S3_SOURCE!r} or {BACKFILL_SOURCE!r}"
         raise InvalidEvent(msg)
     detail_type = _text(event, "detail-type", "")
     if detail_type not in (OBJECT_CREATED, OBJECT_DELETED):
@@ -68,6 +77,10 @@ def parse_s3_event(event: Mapping[str, Any]) -> S3ObjectEvent:
     detail = event.get("detail")
     if not isinstance(detail, Mapping):
         msg = "S3 event has no detail"
+        raise InvalidEvent(msg)
+    backfill = _backfill_mode(detail) if source == BACKFILL_SOURCE else None
+    if backfill is not None and detail_type != OBJECT_CREATED:
+        msg = f"a backfill event must be {OBJECT_CREATED!r}, got {detail_type!r}"
         raise InvalidEvent(msg)
     bucket = detail.get("bucket")
     obj = detail.get("object")
@@ -86,7 +99,17 @@ def parse_s3_event(event: Mapping[str, Any]) -> S3ObjectEvent:
         version_id=_optional_text(obj, "version-id", "versionId"),
         sequencer=_optional_text(obj, "sequencer"),
         reason=_optional_text(detail, "reason"),
+        backfill=backfill,
     )
+
+
+def _backfill_mode(detail: Mapping[str, Any]) -> BackfillMode:
+    mode = detail.get("mode")
+    for known in BACKFILL_MODES:
+        if mode == known:
+            return known
+    msg = f"backfill event detail.mode is {mode!r}, expected one of {', '.join(BACKFILL_MODES)}"
+    raise InvalidEvent(msg)
 
 
 def key_candidates(key: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import runpy
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,56 @@ def _reachable(start: str) -> set[str]:
 
 def test_every_state_is_reachable() -> None:
     assert _reachable(ASL["StartAt"]) == set(ASL["States"])
+
+
+# ---------------------------------------------------------------- the backfill machine
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKFILL = json.loads((ROOT / "statemachine/backfill.asl.json").read_text())
+
+
+def test_backfill_definition_is_generated_from_the_pipeline() -> None:
+    # A change to pipeline.asl.json must reach the backfill's item processor: `make asl`
+    generator = runpy.run_path(str(ROOT / "statemachine/backfill.py"))
+    assert (ROOT / "statemachine/backfill.asl.json").read_text() == generator["render"]()
+
+
+def test_backfill_items_run_the_pipelines_rendering_path_state_for_state() -> None:
+    # Given: the Distributed Map; Then: its processor is Validate -> Resize -> Store with
+    # the pipeline's own retries, catches and end states, and nothing of the delete path
+    (the_map,) = [s for s in BACKFILL["States"].values() if s["Type"] == "Map"]
+    processor = the_map["ItemProcessor"]
+    assert processor["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert processor["StartAt"] == "Validate"
+    for name, state in processor["States"].items():
+        assert state == ASL["States"][name], name
+    assert not {"WhatHappened", "Forget", "IsForgotten"} & set(processor["States"])
+    reachable, todo = set(), ["Validate"]
+    while todo:
+        name = todo.pop()
+        if name in reachable:
+            continue
+        reachable.add(name)
+        state = processor["States"][name]
+        todo += [state[k] for k in ("Next", "Default") if k in state]
+        todo += [c["Next"] for c in state.get("Catch", []) + state.get("Choices", [])]
+    assert reachable == set(processor["States"])
+
+
+def test_backfill_items_are_s3_shaped_events_naming_the_listed_key() -> None:
+    # The item is what validate parses: detail-type, bucket and key where S3 puts them,
+    # source imgpipe.backfill and the mode; the reader is ListObjectsV2 over the prefix
+    (the_map,) = [s for s in BACKFILL["States"].values() if s["Type"] == "Map"]
+    assert the_map["ItemReader"] == {
+        "Resource": "arn:aws:states:::s3:listObjectsV2",
+        "Parameters": {"Bucket.$": "$.bucket", "Prefix.$": "$.prefix"},
+    }
+    item = the_map["ItemSelector"]
+    assert item["source"] == "imgpipe.backfill"
+    assert item["detail-type"] == "Object Created"
+    assert item["detail"]["bucket"] == {"name.$": "$.bucket"}
+    assert item["detail"]["object"] == {"key.$": "$$.Map.Item.Value.Key"}
+    assert item["detail"]["mode.$"] == "$.mode"
+    assert the_map["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
+    assert the_map["MaxConcurrencyPath"] == "$.max_concurrency"
+    assert the_map["ToleratedFailurePercentagePath"] == "$.tolerated_failure_percentage"

@@ -83,3 +83,54 @@ def test_not_an_s3_object_event_is_invalid(mutate: Any) -> None:
 def test_key_candidates_literal_first_then_decodings() -> None:
     assert key_candidates("a+b%2Bc.jpg") == ["a+b%2Bc.jpg", "a b+c.jpg", "a+b+c.jpg"]
     assert key_candidates("plain.jpg") == ["plain.jpg"]
+
+
+EVENT_BUCKET = "amzn-s3-demo-bucket1"
+BACKFILL_ITEM: dict[str, Any] = {
+    "version": "0",
+    "source": "imgpipe.backfill",
+    "detail-type": "Object Created",
+    "time": "2026-12-03T10:00:00Z",
+    "detail": {
+        "bucket": {"name": EVENT_BUCKET},
+        "object": {"key": "photos/a+b.jpg"},
+        "reason": "Backfill",
+        "mode": "missing",
+    },
+}
+
+
+@pytest.mark.parametrize("mode", ["missing", "all"])
+def test_backfill_item_parses_with_its_mode_and_no_version(mode: str) -> None:
+    item = copy.deepcopy(BACKFILL_ITEM)
+    item["detail"]["mode"] = mode
+    parsed = parse_s3_event(item)
+    assert (parsed.backfill, parsed.key, parsed.bucket) == (mode, "photos/a+b.jpg", EVENT_BUCKET)
+    assert (parsed.version_id, parsed.sequencer, parsed.etag) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("mode", "everything", "detail.mode"),
+        ("mode", None, "detail.mode"),
+        ("detail-type", "Object Deleted", "must be 'Object Created'"),
+        ("source", "imgpipe.other", "event source"),
+    ],
+)
+def test_backfill_item_without_a_known_mode_or_as_a_deletion_is_invalid(
+    field: str, value: Any, message: str
+) -> None:
+    item = copy.deepcopy(BACKFILL_ITEM)
+    if field == "mode":
+        item["detail"]["mode"] = value
+    else:
+        item[field] = value
+    with pytest.raises(InvalidEvent, match=message):
+        parse_s3_event(item)
+
+
+def test_an_s3_event_is_never_a_backfill_whatever_its_detail_says() -> None:
+    event = copy.deepcopy(EVENT)
+    event["detail"]["mode"] = "all"
+    assert parse_s3_event(event).backfill is None

@@ -174,6 +174,7 @@ class Stack:
             "AWS::Partition": "aws",
             "AWS::Region": "us-east-1",
             "AWS::AccountId": "123456789012",
+            "AWS::StackName": "imgpipe",
             **{logical: f"imgpipe-{logical}" for logical in FUNCTIONS},
             "ImagePipeline": "arn:aws:states:us-east-1:123456789012:stateMachine:imgpipe",
             **self.params,
@@ -532,8 +533,34 @@ def test_checks_cover_every_role_of_the_stack(cfn: dict[str, Any]) -> None:
     expected = {f"{f}Role" for f in FUNCTIONS} | {
         "ImagePipelineRole",
         "ImagePipelineObjectCreatedRole",
+        "BackfillStateMachineRole",
     }
     assert set(roles(cfn)) == expected
     for role in roles(cfn):
         for statement in role_statements(cfn, role):
             assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, role
+
+
+@STACKS
+def test_backfill_lists_the_input_prefix_and_writes_only_its_results(
+    cfn: dict[str, Any], parameters: dict[str, str], stack: Stack
+) -> None:
+    # Given: the backfill state machine's role; Then: it lists the input bucket inside
+    # the prefix, writes result files under BackfillResultsPrefix/ only (no rendition,
+    # no manifest of a source), and runs child executions of its own machine only
+    stack = with_params(stack, parameters)
+    policy = statements(cfn, "BackfillStateMachineRole", stack)
+    results = parameters.get("BackfillResultsPrefix", "imgpipe-backfill")
+    ctx = {"s3:prefix": f"{stack.input_prefix}photos/"}
+    assert allowed(policy, "s3:ListBucket", INPUT_ARN, ctx)
+    assert allowed(policy, "s3:PutObject", f"{OUTPUT_ARN}/{results}/0f3c/SUCCEEDED_0.json")
+    for key in ("a/cat.jpg/manifest.json", "a/cat.jpg/thumb.webp"):
+        assert not allowed(policy, "s3:PutObject", stack.output_key(key)), key
+        assert not allowed(policy, "s3:GetObject", stack.input_key(key)), key
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:imgpipe-backfill"
+    assert allowed(policy, "states:StartExecution", machine)
+    assert not allowed(
+        policy,
+        "states:StartExecution",
+        "arn:aws:states:us-east-1:123456789012:stateMachine:imgpipe",
+    )

@@ -197,12 +197,20 @@ def test_function_environments_are_exactly_what_each_function_reads(cfn: dict[st
         "POWERTOOLS_TRACER_CAPTURE_ERROR": "true",
     }
     # every function claims or locks its source key in the one table, refuses events
-    # for other buckets, and may clear its key's output folder
+    # for other buckets, and may clear its key's output folder; the rendition set is
+    # shared (Globals) so validate's "up to date?" and resize's output cannot disagree
     state = {
         "STATE_TABLE": {"Ref": TABLE},
         "INPUT_BUCKET": {"Ref": "InputBucket"},
         "OUTPUT_BUCKET": {"Ref": "OutputBucket"},
         "OUTPUT_PREFIX": {"Ref": "OutputPrefix"},
+        "RENDITIONS": {"Ref": "Renditions"},
+        "OUTPUT_FORMATS": {"Ref": "OutputFormats"},
+        "JPEG_QUALITY": {"Ref": "JpegQuality"},
+        "WEBP_QUALITY": {"Ref": "WebpQuality"},
+        "AVIF_QUALITY": {"Ref": "AvifQuality"},
+        "ALLOW_UPSCALE": {"Ref": "AllowUpscale"},
+        "BACKGROUND_COLOR": {"Ref": "BackgroundColor"},
     }
     limits = {
         "MAX_SOURCE_BYTES": {"Ref": "MaxSourceBytes"},
@@ -211,32 +219,18 @@ def test_function_environments_are_exactly_what_each_function_reads(cfn: dict[st
         "MAX_ANIMATION_PIXELS": {"Ref": "MaxAnimationPixels"},
         "ALLOWED_FORMATS": {"Ref": "AllowedFormats"},
     }
-    rendering = {
-        "RENDITIONS": {"Ref": "Renditions"},
-        "OUTPUT_FORMATS": {"Ref": "OutputFormats"},
-        "JPEG_QUALITY": {"Ref": "JpegQuality"},
-        "WEBP_QUALITY": {"Ref": "WebpQuality"},
-        "AVIF_QUALITY": {"Ref": "AvifQuality"},
-        "ALLOW_UPSCALE": {"Ref": "AllowUpscale"},
-        "BACKGROUND_COLOR": {"Ref": "BackgroundColor"},
-        "CACHE_CONTROL": {"Ref": "CacheControl"},
-    }
     # validate estimates resize's decode memory from the largest rendition box
-    decode_estimate = {
-        "DECODE_MEMORY_MB": {"Ref": "ResizeMemorySize"},
-        "RENDITIONS": {"Ref": "Renditions"},
-    }
     assert function_env(cfn, "ValidateFunction") == {
         **powertools,
         **state,
         **limits,
-        **decode_estimate,
+        "DECODE_MEMORY_MB": {"Ref": "ResizeMemorySize"},
     }
     assert function_env(cfn, "ResizeFunction") == {
         **powertools,
         **state,
         **limits,
-        **rendering,
+        "CACHE_CONTROL": {"Ref": "CacheControl"},
         "INPUT_KEY_PREFIX": {"Ref": "InputKeyPrefix"},
     }
     assert function_env(cfn, "StoreFunction") == {**powertools, **state}
@@ -784,8 +778,8 @@ def test_each_function_logs_to_its_own_retained_log_group(cfn: dict[str, Any]) -
         }
         used.append(ref)
     assert len(set(used)) == len(FUNCTIONS) == 4
-    # plus the state machine's execution log, and nothing else
-    assert set(groups) == {*used, "StateMachineLogGroup"}
+    # plus the state machines' execution logs, and nothing else
+    assert set(groups) == {*used, "StateMachineLogGroup", "BackfillLogGroup"}
 
 
 def test_state_machine_logs_to_its_own_vended_log_group_at_the_chosen_level(
@@ -920,6 +914,12 @@ def test_alarms_watch_failures_dead_letters_throttles_and_timeouts_not_rejection
             "StateMachineArn",
             {"Ref": "ImagePipeline"},
         ),
+        "ExecutionsTimedOutAlarm": (
+            "AWS/States",
+            "ExecutionsTimedOut",
+            "StateMachineArn",
+            {"Ref": "ImagePipeline"},
+        ),
         "DeadLettersAlarm": (
             "AWS/SQS",
             "ApproximateNumberOfMessagesVisible",
@@ -933,7 +933,7 @@ def test_alarms_watch_failures_dead_letters_throttles_and_timeouts_not_rejection
         expected[f"{name}ThrottlesAlarm"] = ("AWS/Lambda", "Throttles", "FunctionName", ref)
         expected[f"{name}NearTimeoutAlarm"] = ("AWS/Lambda", "Duration", "FunctionName", ref)
     assert watched == expected
-    assert len(alarms) == len(expected) == 10
+    assert len(alarms) == len(expected) == 11
     # A rejection is a Lambda error by design (the handler raises; the ASL catches it):
     # alarming on Errors would page for every bad upload.
     assert not [m for m in watched.values() if m[1] == "Errors"]
@@ -951,7 +951,7 @@ def test_every_alarm_is_named_for_the_stack_and_notifies_the_topic(cfn: dict[str
         assert props["TreatMissingData"] == "notBreaching", logical
         assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", logical
         assert props["AlarmDescription"], logical
-    assert len(names) == 10
+    assert len(names) == 11
 
 
 def test_count_alarms_fire_on_the_first_event_in_five_minutes(cfn: dict[str, Any]) -> None:
@@ -1007,6 +1007,7 @@ def test_outputs_name_buckets_state_machine_and_dead_letter_queue(sam: dict[str,
             "Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]
         },
         "StateMachineLogGroupName": {"Ref": "StateMachineLogGroup"},
+        "BackfillStateMachineArn": {"Ref": "BackfillStateMachine"},
     }
 
 

@@ -17,15 +17,19 @@ from imgpipe.messages import SourceRef
 from imgpipe.storage import ObjectHead, ObjectStore
 
 
-def manifest_of(output: OutputLocation, key: str) -> str:
+def folder_of(output: OutputLocation, key: str) -> str:
     # Unchecked for length: a key too long to render still has a folder to clear.
-    return output_folder(output.prefix, key) + MANIFEST_NAME
+    return output_folder(output.prefix, key)
+
+
+def manifest_of(output: OutputLocation, key: str) -> str:
+    return folder_of(output, key) + MANIFEST_NAME
 
 
 def clear_folder(store: ObjectStore, output: OutputLocation, key: str) -> tuple[str, ...]:
     """Remove everything made from `key`: the manifest first, so a half-removed
     folder never claims to be complete. Returns the removed keys, manifest first."""
-    folder = output_folder(output.prefix, key)
+    folder = folder_of(output, key)
     if len(folder.encode("utf-8")) >= MAX_KEY_BYTES:
         # No object key can start with it: nothing was ever written there.
         return ()

@@ -14,7 +14,13 @@ from imgpipe.keys import manifest_key
 from imgpipe.messages import SourceRef, facts_to_dict
 from imgpipe.sniff import sniff
 from imgpipe.specs import ImageFacts
-from imgpipe.stages.folder import clear_rejected, describes, read_manifest
+from imgpipe.stages.folder import (
+    clear_rejected,
+    describes,
+    folder_of,
+    listed,
+    read_manifest,
+)
 from imgpipe.storage import ObjectHead, ObjectStore, S3RangeSource
 
 
@@ -74,6 +80,43 @@ def _stale_current(
     return None, exists
 
 
+def up_to_date(
+    store: ObjectStore, config: ValidateConfig, head: ObjectHead, manifest: dict[str, Any] | None
+) -> bool:
+    """Whether the key's outputs are those of its current object made with the current
+    rendition set, every file the manifest lists still there."""
+    if manifest is None or not describes(manifest, head):
+        return False
+    settings = manifest.get("settings")
+    made_with = settings.get("fingerprint") if isinstance(settings, dict) else None
+    if made_with != config.render_fingerprint:
+        return False
+    present = set(
+        store.list_keys(config.output.bucket, folder_of(config.output, head.key), direct=True)
+    )
+    return set(listed(manifest)) <= present
+
+
+def _backfill(
+    store: ObjectStore, event: S3ObjectEvent, config: ValidateConfig
+) -> ObjectHead | Verdict:
+    """A listed key: its current object, unless there is none or (mode `missing`) its
+    outputs are up to date."""
+    named = SourceRef.named_by(event)
+    head = resolve(store, event)
+    if head is None:
+        return _skipped(named, "ObjectGone", "the object no longer exists; nothing to render")
+    if event.backfill == "missing":
+        manifest = read_manifest(store, config.output, head.key)
+        if up_to_date(store, config, head, manifest):
+            return _skipped(
+                SourceRef.found(event.bucket, head, None),
+                "UpToDate",
+                "the outputs are of the current version, made with the current rendition set",
+            )
+    return head
+
+
 def _skipped(source: SourceRef, code: str, message: str) -> Verdict:
     return Verdict("skipped", source, reason={"code": code, "message": message})
 
@@ -93,6 +136,7 @@ def validate_upload(
     the key's current one. An Object Deleted event arrives here only when forget
     found that the deletion left an older version current (a permanent delete of
     the newest version, a removed delete marker): it renders whatever is current.
+    A backfill item renders the key's current object (docs/backfill.md).
     """
     named = SourceRef.named_by(event)
     if event.bucket != config.input_bucket:
@@ -100,7 +144,16 @@ def validate_upload(
             named, "ForeignBucket", f"the pipeline renders uploads to {config.input_bucket} only"
         )
     restoring = event.detail_type == OBJECT_DELETED
-    if restoring:
+    # Both decided to render the current object from its outputs, not from an event
+    # about it: a finished claim on the same object must not make them a duplicate.
+    force = restoring or event.backfill is not None
+    head: ObjectHead | None
+    if event.backfill is not None:
+        found = _backfill(store, event, config)
+        if isinstance(found, Verdict):
+            return found
+        head = found
+    elif restoring:
         head, exists = _stale_current(store, event, config)
         if head is None:
             if exists:
@@ -111,7 +164,7 @@ def validate_upload(
         if head is None:
             return _skipped(named, "ObjectGone", "the object no longer exists; nothing to render")
     source = SourceRef.found(event.bucket, head, event.sequencer)
-    if not restoring:
+    if not force:
         # Outputs follow the current object only: an event for an object that has
         # been replaced or deleted since must not render it (the newer state has
         # its own event).
@@ -123,7 +176,7 @@ def validate_upload(
         if not source.same_object(latest.version_id, latest.etag):
             return _skipped(source, "Superseded", "a newer version of this object exists")
 
-    claim = claims.claim(source.identity(), execution, force=restoring)
+    claim = claims.claim(source.identity(), execution, force=force)
     if claim.outcome == "duplicate":
         return _skipped(source, "Duplicate", f"this object is already handled by {claim.holder}")
 
