@@ -209,11 +209,13 @@ def local_up(port: int, ready_file: Path | None) -> int:
             "input_bucket": cloud.input_bucket,
             "output_bucket": cloud.output_bucket,
             "state_machine_arn": cloud.state_machine_arn,
+            "backfill_state_machine_arn": cloud.backfill_state_machine_arn,
         }
         console.print(f"[bold green]imgpipe local cloud ready[/] at [bold]{endpoint}[/]")
         console.print(f"  input bucket   {cloud.input_bucket}")
         console.print(f"  output bucket  {cloud.output_bucket}")
         console.print(f"  state machine  {cloud.state_machine_arn}")
+        console.print(f"  backfill       {cloud.backfill_state_machine_arn}")
         console.print("\nIn another shell:")
         console.print(
             f"  export AWS_ENDPOINT_URL={endpoint} AWS_DEFAULT_REGION={REGION} "
@@ -222,6 +224,13 @@ def local_up(port: int, ready_file: Path | None) -> int:
         console.print(f"  aws s3 cp photo.jpg s3://{cloud.input_bucket}/photos/photo.jpg")
         console.print(f"  aws s3 ls --recursive s3://{cloud.output_bucket}/photos/")
         console.print(f"  imgpipe trace s3://{cloud.input_bucket}/photos/photo.jpg")
+        backfill = json.dumps({"bucket": cloud.input_bucket, "prefix": "photos/", "mode": "all"})
+        # One line, unwrapped, so that it can be copied into a shell.
+        console.print(
+            "  aws stepfunctions start-execution "
+            f"--state-machine-arn {cloud.backfill_state_machine_arn} --input '{backfill}'",
+            soft_wrap=True,
+        )
         console.print("\nCtrl-C stops it. Finished executions are listed below.\n")
         if ready_file is not None:
             ready_file.write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")

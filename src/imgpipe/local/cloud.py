@@ -4,10 +4,10 @@ moto runs the real ASL file (its Step Functions execution mode embeds an ASL
 interpreter); Lambda tasks reach our handlers instead of Docker. Everything deployed
 here is read from the template — buckets with their notification, encryption and
 public-access settings and policies, the queue and its policy, log groups, layers,
-functions with their handler, environment, layers and inline policies, the state
+functions with their handler, environment, layers and inline policies, every state
 machine from its definition file with `DefinitionSubstitutions` applied, and the
-EventBridge rule with its pattern, retry policy and dead-letter queue. There is no
-second description of the stack to drift from it.
+EventBridge rules of their events with pattern, retry policy and dead-letter queue.
+There is no second description of the stack to drift from it.
 
 Two ways to run it:
 
@@ -27,6 +27,9 @@ moto also carries Step Functions' execution logging but never switches it on:
 `ExecutionLog` does, so executions write their history events to the state machine's
 log group as AWS does, and `LocalCloud.wait` reads an EXPRESS machine's executions from
 there (AWS serves neither their history nor their description).
+
+moto's Distributed Map reads only the first page of a `listObjectsV2` ItemReader and
+fails on an empty listing; `read_s3_listing` reads every page, as AWS does.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import time
 import urllib.request
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +62,16 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.events.models import EventPattern, Rule
 from moto.s3 import notifications
 from moto.s3.models import S3Backend
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+    resource_eval_s3,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import (
+    StateCredentials,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+    ResourceRuntimePart,
+)
+from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.logging import (
     CloudWatchLoggingConfiguration,
     CloudWatchLoggingSession,
@@ -67,6 +80,7 @@ from moto.stepfunctions.parser.asl.eval.event.logging import (
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.backend.execution import Execution
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 from imgpipe.local.runner import LocalFunctions
 from imgpipe.local.template import FunctionSpec, Template
@@ -74,10 +88,15 @@ from imgpipe.local.template import FunctionSpec, Template
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STATE_MACHINE = "ImagePipeline"
+BACKFILL_STATE_MACHINE = "BackfillStateMachine"
 INPUT_BUCKET = "InputBucket"
 OUTPUT_BUCKET = "OutputBucket"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 EXPRESS = "EXPRESS"
+# Template parameters the local cloud deploys with unless the caller passes its own:
+# moto 5.2.5's ASL grammar accepts only STANDARD as a Distributed Map's
+# ProcessorConfig.ExecutionType (the template's default for the backfill is EXPRESS).
+LOCAL_PARAMETERS = {"BackfillExecutionType": "STANDARD"}
 # Where each key's sequencers start; S3's are hex strings like 0055AED6DCD90281E5.
 _SEQUENCER_START = 0x0062A8F0D7E3B40000
 _SEQUENCER_DIGITS = 18
@@ -119,6 +138,12 @@ FUNCTION_PROPERTIES = frozenset(
         "Tracing",
     }
 )
+
+
+def template_parameters(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The parameter overrides the local cloud deploys with: `LOCAL_PARAMETERS`, then
+    the caller's, which win."""
+    return {**LOCAL_PARAMETERS, **(overrides or {})}
 
 
 def project_root() -> Path:
@@ -492,11 +517,50 @@ def _execution_log_stream(execution_arn: str, started_ms: int) -> str:
     return f"states/{machine}/{minute}/{digest}"
 
 
+def read_s3_listing(
+    env: Environment,
+    resource_runtime_part: ResourceRuntimePart,
+    state_credentials: StateCredentials,
+) -> None:
+    """A Distributed Map's `arn:aws:states:::s3:listObjectsV2` ItemReader, as AWS runs it:
+    every object under the prefix, page after page, and no items for an empty listing.
+
+    Stands in for moto's `ResourceEvalS3._handle_list_objects_v2`, which reads the first
+    page (1,000 keys) only and raises KeyError when ListObjectsV2 returns no `Contents`.
+    The items are the listing's entries as moto's client returns them.
+    """
+    s3 = resource_eval_s3.ResourceEvalS3._get_s3_client(
+        resource_runtime_part=resource_runtime_part, state_credentials=state_credentials
+    )
+    parameters = dict(env.stack.pop())
+    items: list[dict[str, Any]] = []
+    while True:
+        page = s3.list_objects_v2(**parameters)
+        items.extend(page.get("Contents", []))
+        token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        if token is None:
+            break
+        parameters["ContinuationToken"] = token
+    env.stack.append(items)
+
+
 @dataclass
 class DeployedResource:
     logical_id: str
     type: str
     physical_id: str
+
+
+@dataclass(frozen=True)
+class DeployedStateMachine:
+    """One `AWS::Serverless::StateMachine` of the template, as deployed."""
+
+    logical_id: str
+    name: str
+    arn: str
+    type: str
+    # The log group its executions log to (None: logging off).
+    log_group: str | None
 
 
 class LocalCloud:
@@ -519,10 +583,8 @@ class LocalCloud:
         self.sfn = self.client("stepfunctions")
         self.names: dict[str, str] = {}
         self.arns: dict[str, str] = {}
-        self.state_machine_arn = ""
-        # The deployed machine's type and the log group its executions log to (if any).
-        self.state_machine_type = "STANDARD"
-        self.state_machine_log_group: str | None = None
+        # Every state machine of the template, by logical id.
+        self.state_machines: dict[str, DeployedStateMachine] = {}
         self.execution_log = ExecutionLog()
         self.functions: Any = None
         self.rule_pattern: dict[str, Any] = {}
@@ -531,6 +593,24 @@ class LocalCloud:
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.endpoint_url)
+
+    @property
+    def state_machine_arn(self) -> str:
+        """The pipeline's state machine (the one S3 events start)."""
+        return self.state_machines[STATE_MACHINE].arn
+
+    @property
+    def state_machine_type(self) -> str:
+        return self.state_machines[STATE_MACHINE].type
+
+    @property
+    def state_machine_log_group(self) -> str | None:
+        return self.state_machines[STATE_MACHINE].log_group
+
+    @property
+    def backfill_state_machine_arn(self) -> str:
+        """The backfill's state machine (a Distributed Map over a prefix of a bucket)."""
+        return self.state_machines[BACKFILL_STATE_MACHINE].arn
 
     @classmethod
     @contextmanager
@@ -551,13 +631,14 @@ class LocalCloud:
         `server=True` serves the emulator on 127.0.0.1:`port` (0 picks a free port);
         `workers=True` (server mode only) runs each function in its own process.
         `retry_sleep` replaces the interpreter's wait between retries (tests pass a
-        recorder so backoff is asserted, not waited for).
+        recorder so backoff is asserted, not waited for). `parameters` override the
+        template's defaults (see `template_parameters`).
         """
         if workers and not server:
             msg = "worker processes need the emulator in server mode to reach AWS"
             raise ValueError(msg)
         root = root or project_root()
-        template = Template(root / "template.yaml", parameters)
+        template = Template(root / "template.yaml", template_parameters(parameters))
         with _emulator(server, port) as endpoint:
             session = boto3.Session(
                 region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
@@ -781,9 +862,30 @@ class LocalCloud:
         def publish_history_log(session: CloudWatchLoggingSession, history_log: HistoryLog) -> None:
             cloud.execution_log.publish(session, history_log)
 
+        original_start_execution = StepFunctionsParserBackend.start_execution
+
+        def start_execution(
+            backend: StepFunctionsParserBackend,
+            state_machine_arn: str,
+            name: str | None = None,
+            *args: Any,
+            **kwargs: Any,
+        ) -> Any:
+            # StartExecution without a name: AWS names the execution with a fresh UUID;
+            # moto names it "None", so the next unnamed one "already exists".
+            return original_start_execution(
+                backend, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs
+            )
+
         patches += [
+            mock.patch.object(StepFunctionsParserBackend, "start_execution", start_execution),
             mock.patch.object(Execution, "__init__", execution_init),
             mock.patch.object(CloudWatchLoggingSession, "publish_history_log", publish_history_log),
+            mock.patch.object(
+                resource_eval_s3.ResourceEvalS3,
+                "_handle_list_objects_v2",
+                staticmethod(read_s3_listing),
+            ),
         ]
         if retry_sleep is not None:
             from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -861,16 +963,19 @@ class LocalCloud:
                 # of a new function is 1 (checked when it is published).
                 resolver.physical[f"{logical}.Version"] = f"{self.arns[logical]}:1"
                 resolver.physical[f"{logical}.Alias"] = f"{self.arns[logical]}:{alias}"
-        machine = self._physical_name(STATE_MACHINE)
-        resolver.physical[STATE_MACHINE] = (
-            f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{machine}"
-        )
-        resolver.attributes[(STATE_MACHINE, "Name")] = machine
-        for event_name in self._machine_props().get("Events", {}):
-            rule = f"{STATE_MACHINE}{event_name}"
-            resolver.attributes[(rule, "Arn")] = (
-                f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{self._physical_name(rule)}"
-            )
+        for logical, resource in self.template.resources("AWS::Serverless::StateMachine").items():
+            props = resource.get("Properties", {})
+            raw_name = props.get("Name")
+            name = str(resolver.resolve(raw_name)) if raw_name else self._physical_name(logical)
+            arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+            resolver.physical[logical] = arn
+            resolver.attributes[(logical, "Arn")] = arn
+            resolver.attributes[(logical, "Name")] = name
+            for event_name in props.get("Events", {}):
+                rule = f"{logical}{event_name}"
+                resolver.attributes[(rule, "Arn")] = (
+                    f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{self._physical_name(rule)}"
+                )
 
         for logical, resource in self.template.resources("AWS::S3::Bucket").items():
             self._deploy_bucket(logical, resource.get("Properties", {}))
@@ -886,7 +991,8 @@ class LocalCloud:
             self._deploy_function(logical, spec)
         for logical, resource in self.template.resources("AWS::SNS::Topic").items():
             self._deploy_topic(logical, resource.get("Properties", {}))
-        self._deploy_state_machine()
+        for logical in self.template.resources("AWS::Serverless::StateMachine"):
+            self._deploy_state_machine(logical)
         for logical, resource in self.template.resources("AWS::CloudWatch::Alarm").items():
             self._deploy_alarm(logical, resource.get("Properties", {}))
         for logical, resource in self.template.resources("AWS::CloudWatch::Dashboard").items():
@@ -918,10 +1024,6 @@ class LocalCloud:
             **self.template.function_globals(),
             **self.template.data["Resources"][logical].get("Properties", {}),
         }
-
-    def _machine_props(self) -> dict[str, Any]:
-        props: dict[str, Any] = self.template.data["Resources"][STATE_MACHINE]["Properties"]
-        return props
 
     def _queue_url(self, url: str) -> str:
         name = url.rsplit("/", 1)[-1]
@@ -1158,11 +1260,11 @@ class LocalCloud:
             )
         return str(arn)
 
-    def _deploy_state_machine(self) -> None:
-        definition, props = self.template.state_machine(STATE_MACHINE)
+    def _deploy_state_machine(self, logical: str) -> None:
+        definition, props = self.template.state_machine(logical)
         resolver = self.template.resolver
         role = self._role(
-            STATE_MACHINE, "states.amazonaws.com", self._inline_policies(props.get("Policies", []))
+            logical, "states.amazonaws.com", self._inline_policies(props.get("Policies", []))
         )
         tracing = resolver.resolve(props.get("Tracing", {}))
         extra: dict[str, Any] = {}
@@ -1183,37 +1285,45 @@ class LocalCloud:
                     for d in logging_config.get("Destinations", [])
                 ],
             }
-        self.state_machine_type = str(resolver.resolve(props.get("Type", "STANDARD")))
+        machine_type = str(resolver.resolve(props.get("Type", "STANDARD")))
+        log_group = None
         for destination in extra.get("loggingConfiguration", {}).get("destinations", []):
             # arn:aws:logs:REGION:ACCOUNT:log-group:NAME:*
-            self.state_machine_log_group = destination["cloudWatchLogsLogGroup"][
-                "logGroupArn"
-            ].split(":")[6]
-        self.state_machine_arn = self.sfn.create_state_machine(
-            name=self._physical_name(STATE_MACHINE),
+            log_group = destination["cloudWatchLogsLogGroup"]["logGroupArn"].split(":")[6]
+        name = resolver.attributes[(logical, "Name")]
+        arn = self.sfn.create_state_machine(
+            name=name,
             definition=definition,
             roleArn=role,
-            type=self.state_machine_type,
+            type=machine_type,
             tracingConfiguration={"enabled": bool(tracing.get("Enabled", False))},
             **extra,
         )["stateMachineArn"]
-        self._record(STATE_MACHINE, "AWS::Serverless::StateMachine", self.state_machine_arn)
+        if arn != resolver.physical[logical]:
+            msg = f"{logical}: created {arn}, expected {resolver.physical[logical]}"
+            raise RuntimeError(msg)
+        self.state_machines[logical] = DeployedStateMachine(
+            logical_id=logical, name=name, arn=arn, type=machine_type, log_group=log_group
+        )
+        self._record(logical, "AWS::Serverless::StateMachine", arn)
 
         events = self.client("events")
         for event_name, event in props.get("Events", {}).items():
             if event.get("Type") != "EventBridgeRule":
-                msg = f"{STATE_MACHINE}.{event_name}: only EventBridgeRule events are emulated"
+                msg = f"{logical}.{event_name}: only EventBridgeRule events are emulated"
                 raise NotImplementedError(msg)
             rule_props = resolver.resolve(event["Properties"])
-            self.rule_pattern = dict(rule_props["Pattern"])
-            rule = f"{STATE_MACHINE}{event_name}"
+            pattern = dict(rule_props["Pattern"])
+            if logical == STATE_MACHINE:
+                self.rule_pattern = pattern
+            rule = f"{logical}{event_name}"
             rule_name = self._physical_name(rule)
             rule_arn = events.put_rule(
-                Name=rule_name, EventPattern=json.dumps(self.rule_pattern), State="ENABLED"
+                Name=rule_name, EventPattern=json.dumps(pattern), State="ENABLED"
             )["RuleArn"]
             target: dict[str, Any] = {
-                "Id": f"{STATE_MACHINE}{event_name}StepFunctionsTarget",
-                "Arn": self.state_machine_arn,
+                "Id": f"{logical}{event_name}StepFunctionsTarget",
+                "Arn": arn,
                 "RoleArn": self._role(rule, "events.amazonaws.com", []),
             }
             if "RetryPolicy" in rule_props:
@@ -1285,7 +1395,8 @@ class LocalCloud:
         read from the state machine's log group, where they log every event (level ALL
         with execution data), as operators must read it in AWS.
         """
-        look = self._logged(arn) if self.state_machine_type == EXPRESS else self._described(arn)
+        machine = self._machine_of(arn)
+        look = self._logged(arn, machine) if machine.type == EXPRESS else self._described(arn)
         deadline = time.monotonic() + timeout_s
         while True:
             description, history = look()
@@ -1308,15 +1419,28 @@ class LocalCloud:
             history=history,
         )
 
+    def _machine_of(self, execution_arn: str) -> DeployedStateMachine:
+        """The deployed machine an execution belongs to, by the name in its ARN
+        (arn:aws:states:REGION:ACCOUNT:execution|express:MACHINE:NAME[:ID])."""
+        parts = execution_arn.split(":")
+        name = parts[6] if len(parts) > 6 else ""
+        for machine in self.state_machines.values():
+            if machine.name == name:
+                return machine
+        msg = f"{execution_arn} is not an execution of a state machine of this stack"
+        raise LookupError(msg)
+
     def _described(self, arn: str) -> Callable[[], tuple[dict[str, Any], list[Any] | None]]:
         """A Standard execution's description; its history is read once it has ended."""
         return lambda: (dict(self.sfn.describe_execution(executionArn=arn)), None)
 
-    def _logged(self, arn: str) -> Callable[[], tuple[dict[str, Any], list[Any] | None]]:
+    def _logged(
+        self, arn: str, machine: DeployedStateMachine
+    ) -> Callable[[], tuple[dict[str, Any], list[Any] | None]]:
         """An Express execution's description and history, both from its log events."""
         from imgpipe.ops.history.logs import describe_from_events, read_execution_history
 
-        group = self.state_machine_log_group
+        group = machine.log_group
         if group is None:
             msg = "the state machine logs nowhere: its executions cannot be followed"
             raise LookupError(msg)

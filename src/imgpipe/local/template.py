@@ -1,7 +1,7 @@
 """Read `template.yaml` the way the local cloud needs it.
 
 The local cloud derives everything from the template that is deployed: function
-handlers, code folders, environment, layers, the state machine's definition file and
+handlers, code folders, environment, layers, each state machine's definition file and
 its substitutions. This module resolves the small subset of CloudFormation
 intrinsics the template uses (Ref, GetAtt, Sub, If, Join, Select, Split, Equals,
 Not, And, Or) against parameter values and the physical names the emulator chose,
