@@ -182,12 +182,23 @@ def test_backfill_renders_every_object_under_the_prefix(cloud: LocalCloud) -> No
         assert json.loads(manifest["Body"].read())["renditions"]
     listed = cloud.s3.list_objects_v2(Bucket=cloud.output_bucket, Prefix="elsewhere/")
     assert listed["KeyCount"] == 0
-    # moto's ResultWriter writes the manifest only, with no result files listed in it
+    # And the ResultWriter manifest lists a result file with each object's output, as
+    # AWS writes them (the local cloud mends moto's manifest-only writer)
     assert record.output is not None
     written = record.output["ResultWriterDetails"]
     assert written["Bucket"] == cloud.output_bucket
     assert written["Key"].startswith("imgpipe-backfill/")
-    cloud.s3.head_object(Bucket=written["Bucket"], Key=written["Key"])
+    body = cloud.s3.get_object(Bucket=written["Bucket"], Key=written["Key"])["Body"].read()
+    manifest = json.loads(body)
+    assert manifest["MapRunArn"] == run["mapRunArn"]
+    (results,) = manifest["ResultFiles"]["SUCCEEDED"]
+    assert manifest["ResultFiles"]["FAILED"] == []
+    records = json.loads(
+        cloud.s3.get_object(Bucket=written["Bucket"], Key=results["Key"])["Body"].read()
+    )
+    outputs = {json.loads(r["Output"])["source"]["key"]: json.loads(r["Output"]) for r in records}
+    assert {k: o["status"] for k, o in outputs.items()} == dict.fromkeys(keys, "processed")
+    assert {r["Status"] for r in records} == {"SUCCEEDED"}
 
 
 def test_backfill_of_an_empty_prefix_succeeds_with_no_items(cloud: LocalCloud) -> None:

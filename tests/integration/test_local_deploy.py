@@ -61,8 +61,8 @@ def test_functions_get_their_template_handler_environment_and_layers(cloud: Loca
     validate = lam.get_function_configuration(FunctionName=cloud.names["ValidateFunction"])
     assert resize["Handler"] == "app.handler"
     assert resize["Environment"]["Variables"]["OUTPUT_BUCKET"] == cloud.output_bucket
-    assert "JPEG_QUALITY" in resize["Environment"]["Variables"]
-    assert "JPEG_QUALITY" not in validate["Environment"]["Variables"]
+    assert "CACHE_CONTROL" in resize["Environment"]["Variables"]
+    assert "CACHE_CONTROL" not in validate["Environment"]["Variables"]
     assert len(resize["Layers"]) == 2
     assert len(validate["Layers"]) == 1
     assert resize["TracingConfig"]["Mode"] == "Active"

@@ -140,7 +140,8 @@ def test_each_worker_sees_only_its_environment_and_layers(
     validate = workers.invoke(cloud.names["ValidateFunction"], {}).response
     resize = workers.invoke(cloud.names["ResizeFunction"], {}).response
     # Environment: the template's variables for that function, nothing from this shell
-    assert "JPEG_QUALITY" not in validate["env"]
+    assert "CACHE_CONTROL" not in validate["env"]
+    assert resize["env"]["CACHE_CONTROL"].startswith("public")
     assert resize["env"]["OUTPUT_BUCKET"] == cloud.output_bucket
     assert validate["env"]["MAX_FRAMES"] == "500"
     assert validate["env"]["AWS_LAMBDA_FUNCTION_NAME"] == cloud.names["ValidateFunction"]

@@ -29,7 +29,9 @@ log group as AWS does, and `LocalCloud.wait` reads an EXPRESS machine's executio
 there (AWS serves neither their history nor their description).
 
 moto's Distributed Map reads only the first page of a `listObjectsV2` ItemReader and
-fails on an empty listing; `read_s3_listing` reads every page, as AWS does.
+fails on an empty listing; `read_s3_listing` reads every page, as AWS does. Its
+ResultWriter writes the manifest but no result file; `write_map_results` writes the
+children's outputs as AWS's SUCCEEDED_0.json too.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ from moto.s3 import notifications
 from moto.s3.models import S3Backend
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
     resource_eval_s3,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (  # noqa: E501
+    resource_eval_s3 as result_writer_s3,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import (
     StateCredentials,
@@ -544,6 +549,45 @@ def read_s3_listing(
     env.stack.append(items)
 
 
+def write_map_results(
+    env: Environment,
+    resource_runtime_part: ResourceRuntimePart,
+    state_credentials: StateCredentials,
+) -> None:
+    """A Distributed Map's `arn:aws:states:::s3:putObject` ResultWriter, as AWS runs it:
+    `<Prefix>/<map run id>/SUCCEEDED_0.json` with one record per child (its status and
+    output as JSON text), and the manifest listing it.
+
+    Stands in for moto's `ResourceEvalS3._handle_put_object`, which writes the manifest
+    with empty `ResultFiles`. moto runs the children inside the parent and keeps only
+    their outputs (a failed child fails the Map), so every record is SUCCEEDED and its
+    `Input` is unknown.
+    """
+    parameters = dict(env.stack.pop())
+    outputs = env.stack.pop()
+    s3 = result_writer_s3.ResourceEvalS3._get_s3_client(
+        resource_runtime_part=resource_runtime_part, state_credentials=state_credentials
+    )
+    run = env.map_run_record_pool_manager.get_all().pop().map_run_arn
+    prefix = parameters.get("Prefix", "")
+    folder = f"{prefix.rstrip('/')}/{run.split(':')[-1]}/" if prefix else f"{run.split(':')[-1]}/"
+    records = [
+        {"Status": "SUCCEEDED", "Input": None, "Output": json.dumps(output)}
+        for output in outputs or []
+    ]
+    files: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    if records:
+        body = json.dumps(records).encode("utf-8")
+        s3.put_object(Bucket=parameters["Bucket"], Key=folder + "SUCCEEDED_0.json", Body=body)
+        files["SUCCEEDED"].append({"Key": folder + "SUCCEEDED_0.json", "Size": len(body)})
+    manifest = {"DestinationBucket": parameters["Bucket"], "MapRunArn": run, "ResultFiles": files}
+    key = folder + "manifest.json"
+    s3.put_object(Bucket=parameters["Bucket"], Key=key, Body=json.dumps(manifest).encode("utf-8"))
+    env.stack.append(
+        {"MapRunArn": run, "ResultWriterDetails": {"Bucket": parameters["Bucket"], "Key": key}}
+    )
+
+
 @dataclass
 class DeployedResource:
     logical_id: str
@@ -885,6 +929,11 @@ class LocalCloud:
                 resource_eval_s3.ResourceEvalS3,
                 "_handle_list_objects_v2",
                 staticmethod(read_s3_listing),
+            ),
+            mock.patch.object(
+                result_writer_s3.ResourceEvalS3,
+                "_handle_put_object",
+                staticmethod(write_map_results),
             ),
         ]
         if retry_sleep is not None:
