@@ -5,6 +5,7 @@
     imgpipe executions  list recent executions (local or AWS)
     imgpipe trace       what happened to one upload (local or AWS)
     imgpipe redrive     run the failed executions of a time window again
+    imgpipe audit       which uploads under a prefix lack current renditions (local or AWS)
 
 `demo` and `local up` deploy template.yaml into moto's AWS emulation on 127.0.0.1,
 with every Lambda function in its own worker process.

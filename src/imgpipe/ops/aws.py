@@ -64,6 +64,9 @@ class Clients:
     sfn: Any
     cloudformation: Any
     logs: Any = None
+    # `imgpipe audit` lists and reads the buckets, and reads the functions' configuration.
+    s3: Any = None
+    lambda_: Any = None
 
 
 def connect(options: AwsOptions) -> Clients:
@@ -81,6 +84,8 @@ def connect(options: AwsOptions) -> Clients:
             "cloudformation", endpoint_url=options.endpoint_url, config=config
         ),
         logs=session.client("logs", endpoint_url=options.endpoint_url, config=config),
+        s3=session.client("s3", endpoint_url=options.endpoint_url, config=config),
+        lambda_=session.client("lambda", endpoint_url=options.endpoint_url, config=config),
     )
 
 

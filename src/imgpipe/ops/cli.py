@@ -1,8 +1,10 @@
-"""`imgpipe executions` and `imgpipe trace`: what happened to an upload; `imgpipe redrive`.
+"""`imgpipe executions` and `imgpipe trace`: what happened to an upload; `imgpipe redrive`;
+`imgpipe audit`: did every upload under a prefix get its renditions.
 
     imgpipe executions [--limit 20] [--status FAILED] [--json]
     imgpipe trace s3://bucket/key | EXECUTION_ARN [--latest] [--scan 1000] [--full] [--json]
     imgpipe redrive [--since 24h] [--until now] [--status FAILED] [--dry-run] [--json]
+    imgpipe audit s3://bucket/prefix [--show 10] [--json]
 
 All find the state machine from `--state-machine`, `--stack` (its
 `StateMachineArn` output) or the single machine named `*imagepipeline*`, and use
@@ -33,7 +35,9 @@ from botocore.exceptions import (
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-from imgpipe.ops import aws, redrive
+from imgpipe.errors import TransientError
+from imgpipe.ops import audit, aws, redrive
+from imgpipe.ops.deployment import Deployment
 from imgpipe.ops.errors import OpsError
 from imgpipe.ops.history import (
     STOPPED_STATUSES,
@@ -44,10 +48,13 @@ from imgpipe.ops.history import (
     summarize,
 )
 from imgpipe.ops.render import DEFAULT_CLIP, executions_table, timeline_view, timestamp
+from imgpipe.storage import ObjectStore
 
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 EXIT_OK = 0
 EXIT_ERROR = 1
+# `imgpipe audit` found sources to render or orphan outputs.
+EXIT_FINDINGS = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -76,6 +83,28 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+AUDIT_DESCRIPTION = """\
+Read-only: compares the input bucket's objects under the prefix with the output
+bucket and the deployed configuration (the environment of the state machine's
+Validate and Resize functions). Each source is
+
+  up to date  its manifest describes the current object, made with the deployed
+              rendition settings, every listed rendition present with its size
+  missing     no manifest
+  stale       the manifest describes another version of the source
+  outdated    the manifest was made with other rendition settings
+  incomplete  a rendition the manifest lists is absent or of another size
+  rejected    no manifest, and validate's header checks refuse it (fine)
+
+Output folders whose source no longer exists, or with renditions but no
+manifest, are orphans."""
+AUDIT_EXIT_CODES = """\
+exit status:
+  0  nothing needs attention (rejected uploads are fine)
+  3  findings: missing, stale, outdated, incomplete or orphans
+  1  the audit could not run (configuration, permissions, network)"""
+
+
 def _when(text: str) -> redrive.When:
     try:
         return redrive.parse_when(text)
@@ -84,7 +113,7 @@ def _when(text: str) -> redrive.When:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `executions`, `trace` and `redrive`; each sets `handler(args) -> exit code`."""
+    """Add `executions`, `trace`, `redrive` and `audit`; each sets `handler(args) -> exit code`."""
     common = _common_options()
     listing = subparsers.add_parser(
         "executions",
@@ -155,6 +184,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     again.set_defaults(handler=redrive_command)
 
+    check = subparsers.add_parser(
+        "audit",
+        parents=[common],
+        help="check that every upload under a prefix has complete, current renditions",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=AUDIT_DESCRIPTION,
+        epilog=AUDIT_EXIT_CODES,
+    )
+    check.add_argument(
+        "target", metavar="S3_URI", help="s3://bucket/prefix of the input bucket (s3://bucket: all)"
+    )
+    check.add_argument(
+        "--show",
+        type=_positive,
+        default=audit.DEFAULT_SHOWN,
+        metavar="N",
+        help=f"list the first N keys of each finding (default {audit.DEFAULT_SHOWN})",
+    )
+    check.set_defaults(handler=audit_command)
+
 
 # -- handlers ----------------------------------------------------------------------
 
@@ -169,6 +218,10 @@ def trace_command(args: argparse.Namespace) -> int:
 
 def redrive_command(args: argparse.Namespace) -> int:
     return _guarded("redrive", _redrive, args)
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    return _guarded("audit", _audit, args)
 
 
 Command = Callable[[argparse.Namespace, Console, Console], int]
@@ -385,4 +438,26 @@ def _redrive(args: argparse.Namespace, out: Console, err: Console) -> int:
             highlight=False,
             style="red",
         )
+    return code
+
+
+def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
+    bucket, prefix = audit.parse_s3_prefix(args.target)
+    # A state machine ARN names its region, as an execution ARN does for `trace`.
+    parts = (args.state_machine or "").split(":")
+    region = parts[3] if len(parts) > 3 and parts[0] == "arn" and parts[3] else None
+    clients = _clients(args, region=region)
+    machine = _state_machine(args, clients)
+    deployment = Deployment.of(clients, machine)
+    store = ObjectStore(clients.s3)
+    try:
+        with _progress(err, f"auditing s3://{bucket}/{prefix}", None) as advance:
+            report = audit.audit(store, deployment, bucket, prefix, progress=advance)
+    except TransientError as error:
+        raise OpsError(str(error)) from error
+    code = EXIT_FINDINGS if report.needs_attention else EXIT_OK
+    if args.json:
+        out.file.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return code
+    out.print(audit.report_view(report, shown=args.show))
     return code
