@@ -198,12 +198,20 @@ class ObjectStore:
         it (`a/cat.jpg/` and `a/cat.jpg/x.png/`): whoever clears or tidies a folder
         lists it `direct`, or it would remove the other source's outputs too.
         """
+        return list(self.list_sizes(bucket, prefix, direct=direct))
+
+    def list_sizes(self, bucket: str, prefix: str, *, direct: bool = False) -> dict[str, int]:
+        """`list_keys` with each object's size in bytes."""
         extra: dict[str, Any] = {"Delimiter": "/"} if direct else {}
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix, **extra
             )
-            return [item["Key"] for page in pages for item in page.get("Contents", [])]
+            return {
+                item["Key"]: int(item.get("Size", 0))
+                for page in pages
+                for item in page.get("Contents", [])
+            }
         except ClientError as error:
             raise _translate(error, "ListObjectsV2") from error
         except _NETWORK_ERRORS as error:

@@ -173,3 +173,14 @@ def test_a_backfill_of_the_version_an_upload_is_rendering_does_the_work_once(w: 
     manifest = w.manifest(KEY)
     assert manifest is not None
     assert (manifest["image"]["width"], manifest["image"]["height"]) == (32, 64)
+
+
+def test_a_rendition_overwritten_with_other_bytes_is_made_again(w: World) -> None:
+    # Given a rendition replaced by hand with bytes of another size
+    assert w.execute(w.put(KEY, picture(RED)))["status"] == "processed"
+    damaged = next(k for k in w.folder(KEY) if k.endswith("big.jpg"))
+    w.s3.put_object(Bucket=OUT, Key=damaged, Body=b"not the rendition")
+    # When a backfill reaches it, the folder is made again to what the manifest lists
+    assert w.execute(w.backfill(KEY))["status"] == "processed"
+    assert w.folder(KEY)[damaged] > len(b"not the rendition")
+    assert visible_manifests_are_complete(w, [KEY]) == []

@@ -41,7 +41,7 @@ from imgpipe.messages import SourceRef
 from imgpipe.ops.deployment import Deployment
 from imgpipe.ops.errors import OpsError
 from imgpipe.stages.folder import describes, listed, manifest_of, read_manifest
-from imgpipe.stages.validate import _inspect
+from imgpipe.stages.validate import inspect_header
 from imgpipe.storage import ObjectHead, ObjectStore
 
 Status = Literal["up_to_date", "missing", "stale", "outdated", "incomplete", "rejected"]
@@ -448,7 +448,7 @@ def _unrendered(
     try:
         # Validate's own header checks, so the audit and the pipeline cannot disagree
         # about what is a rejection.
-        _inspect(store, SourceRef.found(bucket, head, None), head, deployment.validate)
+        inspect_header(store, SourceRef.found(bucket, head, None), head, deployment.validate)
     except ObjectGone:
         return None
     except ImageRejected as rejection:

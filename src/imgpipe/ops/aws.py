@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from imgpipe.ops.errors import OpsError
 from imgpipe.ops.history import (
+    STATE_MACHINE_HINT,
     ObjectRef,
     describe_from_events,
     is_upload_of,
@@ -93,7 +94,7 @@ def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def state_machine_from_stack(cloudformation: Any, stack: str) -> str:
+def state_machine_from_stack(cloudformation: Any, stack: str, output: str = STACK_OUTPUT) -> str:
     try:
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
     except ClientError as error:
@@ -101,29 +102,35 @@ def state_machine_from_stack(cloudformation: Any, stack: str) -> str:
             msg = f"no CloudFormation stack named {stack}"
             raise OpsError(msg) from error
         raise
-    for output in stacks[0].get("Outputs", []) if stacks else []:
-        if output.get("OutputKey") == STACK_OUTPUT:
-            return str(output["OutputValue"])
-    msg = f"stack {stack} has no {STACK_OUTPUT} output (is it an imgpipe stack?)"
+    for item in stacks[0].get("Outputs", []) if stacks else []:
+        if item.get("OutputKey") == output:
+            return str(item["OutputValue"])
+    msg = f"stack {stack} has no {output} output (is it an imgpipe stack?)"
     raise OpsError(msg)
 
 
-def discover_state_machine(sfn: Any) -> str:
+def discover_state_machine(sfn: Any, hint: str = STATE_MACHINE_HINT) -> str:
     machines: list[dict[str, Any]] = []
     for page in sfn.get_paginator("list_state_machines").paginate():
         machines.extend(page.get("stateMachines", []))
-    return pick_state_machine(machines)
+    return pick_state_machine(machines, hint)
 
 
 def resolve_state_machine(
-    clients: Clients, *, state_machine: str | None = None, stack: str | None = None
+    clients: Clients,
+    *,
+    state_machine: str | None = None,
+    stack: str | None = None,
+    output: str = STACK_OUTPUT,
+    hint: str = STATE_MACHINE_HINT,
 ) -> str:
-    """`--state-machine`, else the stack's output, else the one `*imagepipeline*` machine."""
+    """`--state-machine`, else the stack's output, else the one machine named `*hint*`
+    (the pipeline's `*imagepipeline*` unless told otherwise)."""
     if state_machine:
         return state_machine
     if stack:
-        return state_machine_from_stack(clients.cloudformation, stack)
-    return discover_state_machine(clients.sfn)
+        return state_machine_from_stack(clients.cloudformation, stack, output)
+    return discover_state_machine(clients.sfn, hint)
 
 
 def recent_executions(

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from imgpipe.ops.audit import parse_s3_prefix
 from imgpipe.ops.errors import OpsError
 
 Mode = Literal["missing", "all"]
@@ -46,14 +47,7 @@ class Target:
 
     @classmethod
     def parse(cls, uri: str) -> Target:
-        if not uri.startswith("s3://"):
-            msg = f"expected s3://bucket/prefix, got {uri!r}"
-            raise OpsError(msg)
-        bucket, _, prefix = uri[len("s3://") :].partition("/")
-        if not bucket:
-            msg = f"expected s3://bucket/prefix, got {uri!r}"
-            raise OpsError(msg)
-        return cls(bucket, prefix)
+        return cls(*parse_s3_prefix(uri))
 
     @property
     def uri(self) -> str:
@@ -112,8 +106,15 @@ class Progress:
 
 
 def map_run_of(sfn: Any, execution_arn: str) -> str | None:
-    runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
-    return str(runs[0]["mapRunArn"]) if runs else None
+    """The Map Run the execution started, from its MapRunStarted history event (a
+    backfill's own history is a dozen events; ListMapRuns would do too on AWS, but
+    moto fails it while the execution is starting)."""
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        for event in page.get("events", []):
+            started = event.get("mapRunStartedEventDetails") or {}
+            if started.get("mapRunArn"):
+                return str(started["mapRunArn"])
+    return None
 
 
 def follow(
@@ -302,6 +303,65 @@ def iterate_counts(summary: Summary) -> Iterator[tuple[str, int, str]]:
         reasons = summary.reasons.get(name, Counter())
         text = ", ".join(f"{code} {n}" for code, n in reasons.most_common())
         yield name, summary.counts[name], text
+
+
+@dataclass
+class Plan:
+    """What a backfill would do (`--dry-run`), from `imgpipe audit`'s classification:
+    objects it would render (by why), leave alone, or see rejected (by code)."""
+
+    mode: Mode
+    render: Counter[str] = field(default_factory=Counter)
+    up_to_date: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, findings: Iterable[Any], mode: Mode) -> Plan:
+        plan = cls(mode)
+        for finding in findings:
+            if finding.status == "rejected":
+                plan.rejected[(finding.reason or {}).get("code") or "rejected"] += 1
+            elif finding.needs_render or mode == "all":
+                plan.render[finding.status] += 1
+            else:
+                plan.up_to_date += 1
+        return plan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "would_render": sum(self.render.values()),
+            "would_render_by_status": dict(self.render),
+            "up_to_date": self.up_to_date,
+            "would_be_rejected": sum(self.rejected.values()),
+            "rejected_by_code": dict(self.rejected),
+        }
+
+
+def plan_view(plan: Plan, target: Target) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title=f"a backfill of {target.uri} (mode {plan.mode}) would: (dry run, nothing started)",
+        title_justify="left",
+    )
+    table.add_column("action")
+    table.add_column("objects", justify="right")
+    table.add_column("why", overflow="fold")
+    table.add_row(
+        "render",
+        str(sum(plan.render.values())),
+        ", ".join(f"{status} {n}" for status, n in plan.render.most_common()),
+        style="green",
+    )
+    table.add_row("leave alone", str(plan.up_to_date), "up to date", style="cyan")
+    table.add_row(
+        "reject",
+        str(sum(plan.rejected.values())),
+        ", ".join(f"{code} {n}" for code, n in plan.rejected.most_common()),
+        style="yellow",
+    )
+    return table
 
 
 def summary_view(summary: Summary, target: Target) -> Any:

@@ -5,6 +5,7 @@
     imgpipe trace s3://bucket/key | EXECUTION_ARN [--latest] [--scan 1000] [--full] [--json]
     imgpipe redrive [--since 24h] [--until now] [--status FAILED] [--dry-run] [--json]
     imgpipe audit s3://bucket/prefix [--show 10] [--json]
+    imgpipe backfill s3://bucket/prefix [--wait] [--all] [--dry-run] [--json]
 
 All find the state machine from `--state-machine`, `--stack` (its
 `StateMachineArn` output) or the single machine named `*imagepipeline*`, and use
@@ -36,7 +37,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from imgpipe.errors import TransientError
-from imgpipe.ops import audit, aws, redrive
+from imgpipe.ops import audit, aws, backfill, redrive
 from imgpipe.ops.deployment import Deployment
 from imgpipe.ops.errors import OpsError
 from imgpipe.ops.history import (
@@ -50,6 +51,8 @@ from imgpipe.ops.history import (
 from imgpipe.ops.render import DEFAULT_CLIP, executions_table, timeline_view, timestamp
 from imgpipe.storage import ObjectStore
 
+BACKFILL_HINT = "backfill"
+BACKFILL_OUTPUT = "BackfillStateMachineArn"
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -66,12 +69,14 @@ def _positive(text: str) -> int:
     return value
 
 
-def _common_options() -> argparse.ArgumentParser:
+def _common_options(
+    machine: str = "pipeline", hint: str = "imagepipeline", output: str = aws.STACK_OUTPUT
+) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    where = common.add_argument_group("state machine (default: the one named *imagepipeline*)")
-    where.add_argument("--state-machine", metavar="ARN", help="the pipeline's state machine ARN")
+    where = common.add_argument_group(f"state machine (default: the one named *{hint}*)")
+    where.add_argument("--state-machine", metavar="ARN", help=f"the {machine} state machine ARN")
     where.add_argument(
-        "--stack", metavar="NAME", help="read StateMachineArn from this CloudFormation stack"
+        "--stack", metavar="NAME", help=f"read {output} from this CloudFormation stack"
     )
     connection = common.add_argument_group("AWS (default: boto3's environment and config)")
     connection.add_argument("--profile", help="AWS profile (else AWS_PROFILE)")
@@ -204,6 +209,31 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     check.set_defaults(handler=audit_command)
 
+    fill = subparsers.add_parser(
+        "backfill",
+        parents=[_common_options("backfill", BACKFILL_HINT, BACKFILL_OUTPUT)],
+        help="render the objects already under a prefix (Distributed Map)",
+        description="Start the backfill state machine over s3://bucket/prefix of the input "
+        "bucket: each object runs the pipeline's validate -> resize -> store path. By "
+        "default only objects whose outputs are missing, of another version or of another "
+        "rendition set are rendered; the rest are counted as up to date (docs/backfill.md).",
+        epilog="exit codes: 0 started (or, with --wait, finished with no failed object; "
+        "rejected files are not failures), 1 error or failed objects, 130 interrupted",
+    )
+    fill.add_argument(
+        "target", metavar="S3_URI", help="s3://bucket/prefix of the input bucket (s3://bucket: all)"
+    )
+    fill.add_argument(
+        "--wait", action="store_true", help="follow the run with a progress bar, then summarise"
+    )
+    fill.add_argument("--all", action="store_true", help="render every object, up to date or not")
+    fill.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="start nothing: say what a backfill would render, leave alone and reject",
+    )
+    fill.set_defaults(handler=backfill_command)
+
 
 # -- handlers ----------------------------------------------------------------------
 
@@ -222,6 +252,10 @@ def redrive_command(args: argparse.Namespace) -> int:
 
 def audit_command(args: argparse.Namespace) -> int:
     return _guarded("audit", _audit, args)
+
+
+def backfill_command(args: argparse.Namespace) -> int:
+    return _guarded("backfill", _backfill, args)
 
 
 Command = Callable[[argparse.Namespace, Console, Console], int]
@@ -461,3 +495,125 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
         return code
     out.print(audit.report_view(report, shown=args.show))
     return code
+
+
+def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
+    target = backfill.Target.parse(args.target)
+    parts = (args.state_machine or "").split(":")
+    region = parts[3] if len(parts) > 3 and parts[0] == "arn" and parts[3] else None
+    clients = _clients(args, region=region)
+    machine = aws.resolve_state_machine(
+        clients,
+        state_machine=args.state_machine,
+        stack=args.stack,
+        output=BACKFILL_OUTPUT,
+        hint=BACKFILL_HINT,
+    )
+    deployment = Deployment.of(clients, machine)
+    if target.bucket != deployment.input_bucket:
+        msg = (
+            f"{target.uri} is not in the pipeline's input bucket {deployment.input_bucket}: "
+            "a backfill renders that bucket only"
+        )
+        raise OpsError(msg)
+    # The functions may read nothing outside the rule's prefix: list only inside it.
+    target = backfill.Target(
+        target.bucket, audit.scope_prefix(target.prefix, deployment.input_prefix)
+    )
+    mode: backfill.Mode = "all" if args.all else "missing"
+    if args.dry_run:
+        store = ObjectStore(clients.s3)
+        return _backfill_plan(out, err, store, deployment, target, mode, as_json=args.json)
+    if not backfill.has_objects(clients.s3, target):
+        out.print(f"nothing under {target.uri}: no backfill started", markup=False, highlight=False)
+        return EXIT_OK
+    arn = backfill.start(clients.sfn, machine, target, mode, datetime.now(UTC))
+    if not args.wait:
+        return _backfill_started(args, out, arn, target)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as bar:
+        task = bar.add_task(f"backfilling {target.uri}", total=None, counts="listing")
+
+        def report(progress: backfill.Progress) -> None:
+            counts = f"{progress.running} running, {progress.failed} failed"
+            bar.update(task, total=progress.total or None, completed=progress.done, counts=counts)
+
+        description, map_run = backfill.follow(clients.sfn, arn, report=report)
+    summary = backfill.summarize(clients.sfn, clients.s3, description, map_run)
+    if args.json:
+        out.file.write(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        out.print(backfill.summary_view(summary, target))
+        out.print(f"execution: {arn}", markup=False, highlight=False, soft_wrap=True)
+        if summary.failed_keys:
+            shown = ", ".join(sorted(summary.failed_keys)[:10])
+            out.print(f"failed: {shown}", markup=False, highlight=False, soft_wrap=True)
+    if not summary.ok:
+        failed = summary.counts[backfill.FAILED]
+        why = summary.error or summary.status
+        err.print(
+            f"imgpipe backfill: {failed} object(s) failed; the run ended {summary.status}"
+            + (f" ({why})" if why != summary.status else ""),
+            markup=False,
+            highlight=False,
+            style="red",
+        )
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _backfill_started(
+    args: argparse.Namespace, out: Console, arn: str, target: backfill.Target
+) -> int:
+    if args.json:
+        out.file.write(json.dumps({"execution_arn": arn, "target": target.uri}) + "\n")
+        return EXIT_OK
+    region = arn.split(":")[3]
+    out.print(f"started {arn}", markup=False, highlight=False, soft_wrap=True)
+    out.print(
+        "follow it: aws stepfunctions list-map-runs --execution-arn " + arn + "\n"
+        "           (then describe-map-run for its item counts), or the console: "
+        f"https://{region}.console.aws.amazon.com/states/home?region={region}"
+        f"#/v2/executions/details/{arn}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return EXIT_OK
+
+
+def _backfill_plan(
+    out: Console,
+    err: Console,
+    store: ObjectStore,
+    deployment: Deployment,
+    target: backfill.Target,
+    mode: backfill.Mode,
+    *,
+    as_json: bool,
+) -> int:
+    with _progress(err, f"planning a backfill of {target.uri}", None) as advance:
+        try:
+            findings = list(
+                audit.audit_sources(
+                    store, deployment, target.bucket, target.prefix, progress=advance
+                )
+            )
+        except TransientError as error:
+            raise OpsError(str(error)) from error
+    plan = backfill.Plan.of(findings, mode)
+    if as_json:
+        out.file.write(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    out.print(backfill.plan_view(plan, target))
+    return EXIT_OK

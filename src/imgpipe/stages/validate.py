@@ -84,17 +84,18 @@ def up_to_date(
     store: ObjectStore, config: ValidateConfig, head: ObjectHead, manifest: dict[str, Any] | None
 ) -> bool:
     """Whether the key's outputs are those of its current object made with the current
-    rendition set, every file the manifest lists still there."""
+    rendition set, every file the manifest lists still there with its size (what
+    `imgpipe audit` calls up to date)."""
     if manifest is None or not describes(manifest, head):
         return False
     settings = manifest.get("settings")
     made_with = settings.get("fingerprint") if isinstance(settings, dict) else None
     if made_with != config.render_fingerprint:
         return False
-    present = set(
-        store.list_keys(config.output.bucket, folder_of(config.output, head.key), direct=True)
+    present = store.list_sizes(
+        config.output.bucket, folder_of(config.output, head.key), direct=True
     )
-    return set(listed(manifest)) <= present
+    return all(present.get(key) == size for key, size in listed(manifest).items())
 
 
 def _backfill(
@@ -181,7 +182,7 @@ def validate_upload(
         return _skipped(source, "Duplicate", f"this object is already handled by {claim.holder}")
 
     try:
-        facts, bytes_read = _inspect(store, source, head, config)
+        facts, bytes_read = inspect_header(store, source, head, config)
     except ObjectGone as gone:
         return _skipped(source, "ObjectGone", str(gone))
     except ImageRejected:
@@ -190,7 +191,7 @@ def validate_upload(
     return Verdict("valid", source, image=facts, header_bytes_read=bytes_read)
 
 
-def _inspect(
+def inspect_header(
     store: ObjectStore, source: SourceRef, head: ObjectHead, config: ValidateConfig
 ) -> tuple[ImageFacts, int]:
     limits = config.limits

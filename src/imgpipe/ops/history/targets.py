@@ -131,23 +131,25 @@ def is_upload_of(description: Mapping[str, Any], wanted: ObjectRef) -> bool:
     return wanted.key in key_candidates(source.key)
 
 
-def pick_state_machine(machines: Iterable[Mapping[str, Any]]) -> str:
-    """The one state machine whose name contains `imagepipeline` (any case).
+def pick_state_machine(
+    machines: Iterable[Mapping[str, Any]], hint: str = STATE_MACHINE_HINT
+) -> str:
+    """The one state machine whose name contains `hint` (any case).
 
-    SAM names it `ImagePipeline-<suffix>`; the local emulator
-    `imgpipe-local-imagepipeline`.
+    SAM names the pipeline `ImagePipeline-<suffix>`, the local emulator
+    `imgpipe-local-imagepipeline`; the backfill machine is `<stack>-backfill`.
     """
-    found = [m for m in machines if STATE_MACHINE_HINT in str(m.get("name", "")).lower()]
+    found = [m for m in machines if hint in str(m.get("name", "")).lower()]
     if not found:
         msg = (
-            f"no state machine whose name contains '{STATE_MACHINE_HINT}'; "
+            f"no state machine whose name contains '{hint}'; "
             "pass --state-machine ARN or --stack NAME"
         )
         raise OpsError(msg)
     if len(found) > 1:
         names = ", ".join(sorted(str(m["name"]) for m in found))
         msg = (
-            f"{len(found)} state machines match '{STATE_MACHINE_HINT}' ({names}); "
+            f"{len(found)} state machines match '{hint}' ({names}); "
             "pass --state-machine ARN or --stack NAME"
         )
         raise OpsError(msg)
