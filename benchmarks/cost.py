@@ -179,6 +179,27 @@ def estimate(
     }
 
 
+def backfill_estimate(result: dict[str, Any]) -> dict[str, float]:
+    """Dollars per million objects a backfill reaches, with Express children (the
+    default): each child started by the Distributed Map bills the parent one state
+    transition. A rendered object then costs what an Express execution of the pipeline
+    costs; an up-to-date one a validate invocation (HEAD, manifest GET, folder LIST)
+    and a short Express execution. The listing (1,000 keys per ListObjectsV2) and the
+    result files are below a cent per million."""
+    transition = SFN_STANDARD_TRANSITION * 1e6
+    validate_gb_s = _billed_ms(VALIDATE_MS) / 1000 * 256 / 1024
+    short_express = SFN_EXPRESS_REQUEST + SFN_EXPRESS_CHUNK_GB * 0.2 * SFN_EXPRESS_GB_SECOND
+    up_to_date = (
+        validate_gb_s * LAMBDA_GB_SECOND
+        + LAMBDA_REQUEST
+        + short_express
+        + 2 * S3_GET
+        + S3_PUT  # the LIST, at PUT price
+        + DDB_READ
+    ) * 1e6 + transition
+    return {"rendered": result["total_express"] + transition, "up_to_date": up_to_date}
+
+
 def main() -> int:
     import io
 
@@ -200,6 +221,11 @@ def main() -> int:
             f"{kind:>8}: ${result[f'total_{kind}']:.2f} per million images "
             f"(Step Functions ${sfn['usd_per_million']:.2f}: {sfn['basis']})"
         )
+    backfill = backfill_estimate(result)
+    print(
+        f"backfill: ${backfill['rendered']:.2f} per million objects rendered, "
+        f"${backfill['up_to_date']:.2f} per million found up to date (Express children)"
+    )
     return 0
 
 

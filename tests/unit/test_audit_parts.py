@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from moto import mock_aws
 from rich.console import Console
 
 from imgpipe.config import OutputLocation, validate_config
 from imgpipe.keys import output_folder
 from imgpipe.ops import audit
 from imgpipe.ops.audit import AuditReport, OrphanFolder, RenditionProblem, SourceFinding
-from imgpipe.ops.deployment import Deployment, split_qualifier, task_function
+from imgpipe.ops.deployment import (
+    Deployment,
+    function_environment,
+    split_qualifier,
+    task_function,
+)
 from imgpipe.ops.errors import OpsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -354,3 +362,25 @@ def test_view_of_a_clean_prefix_says_so() -> None:
 def test_view_says_when_the_rules_prefix_narrowed_the_audit() -> None:
     report = AuditReport("in-bucket", "uploads/", "", _deployment(), [], [])
     assert "the rule only watches keys under 'uploads/'" in _render(report)
+
+
+def test_function_environment_falls_back_to_the_function_when_the_alias_is_not_published() -> None:
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("app.py", "def handler(event, context):\n    return event\n")
+        lam = boto3.client("lambda", region_name="us-east-1")
+        arn = lam.create_function(
+            FunctionName="resize",
+            Runtime="python3.13",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": code.getvalue()},
+            Environment={"Variables": {"RENDITIONS": "thumb:320"}},
+        )["FunctionArn"]
+        # A deployer that substituted `ResizeFunction.Alias` without publishing it
+        assert function_environment(lam, f"{arn}:live") == {"RENDITIONS": "thumb:320"}
+        with pytest.raises(OpsError, match="no such Lambda function"):
+            function_environment(lam, arn.replace(":resize", ":missing") + ":live")

@@ -179,9 +179,18 @@ def function_environment(lambda_: Any, function_arn: str) -> dict[str, str]:
     try:
         configuration = lambda_.get_function_configuration(**arguments)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        if not qualifier:
             msg = f"no such Lambda function: {function_arn}"
             raise OpsError(msg) from error
-        raise
+        # A deployer that spells SAM's `.Alias` reference as a qualified ARN without
+        # publishing the alias (some emulators): the function itself has the template's
+        # environment.
+        try:
+            configuration = lambda_.get_function_configuration(FunctionName=name)
+        except ClientError as unqualified:
+            msg = f"no such Lambda function: {function_arn}"
+            raise OpsError(msg) from unqualified
     variables = (configuration.get("Environment") or {}).get("Variables") or {}
     return {str(key): str(value) for key, value in variables.items()}
