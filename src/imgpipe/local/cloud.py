@@ -43,13 +43,15 @@ import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 import urllib.request
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -688,14 +690,19 @@ class LocalCloud:
                 region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
             )
             cloud = cls(template, session, endpoint_url=endpoint)
-            with cloud._patched(retry_sleep):
+            with cloud._patched(retry_sleep), ExitStack() as stack:
                 cloud.deploy()
                 if workers:
                     from imgpipe.local.workers import WorkerFunctions, assemble_layers
 
-                    layers = assemble_layers(
-                        template, (work_dir or root / "build") / "local-layers"
-                    )
+                    # A folder of its own: two local clouds at once (a test next to
+                    # `imgpipe local up`, the burst benchmark) must not rebuild each
+                    # other's layers under their running workers.
+                    build = work_dir or root / "build"
+                    build.mkdir(parents=True, exist_ok=True)
+                    farm = Path(tempfile.mkdtemp(prefix="local-layers-", dir=build))
+                    stack.callback(shutil.rmtree, farm, ignore_errors=True)
+                    layers = assemble_layers(template, farm)
                     cloud.functions = WorkerFunctions(
                         template.functions(),
                         names=cloud.names,
