@@ -187,14 +187,14 @@ def results_from_writer(s3: Any, output: Any) -> list[ItemOutcome] | None:
         return None
     manifest = _read_json(s3, details["Bucket"], details["Key"])
     files = [
-        (entry["Key"], status)
-        for status, entries in ((manifest or {}).get("ResultFiles") or {}).items()
+        entry["Key"]
+        for entries in ((manifest or {}).get("ResultFiles") or {}).values()
         for entry in entries or []
     ]
     if not files:
         return None
     outcomes: list[ItemOutcome] = []
-    for key, _status in files:
+    for key in files:
         for record in _read_json(s3, details["Bucket"], key) or []:
             outcomes.append(
                 ItemOutcome.of_child(

@@ -309,6 +309,12 @@ def _clients(args: argparse.Namespace, *, region: str | None = None) -> aws.Clie
     )
 
 
+def _region_of(arn: str | None) -> str | None:
+    """The region an ARN names: an operator passing one should not also need --region."""
+    parts = (arn or "").split(":")
+    return parts[3] if len(parts) > 3 and parts[0] == "arn" and parts[3] else None
+
+
 def _state_machine(args: argparse.Namespace, clients: aws.Clients) -> str:
     return aws.resolve_state_machine(clients, state_machine=args.state_machine, stack=args.stack)
 
@@ -477,10 +483,7 @@ def _redrive(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
     bucket, prefix = audit.parse_s3_prefix(args.target)
-    # A state machine ARN names its region, as an execution ARN does for `trace`.
-    parts = (args.state_machine or "").split(":")
-    region = parts[3] if len(parts) > 3 and parts[0] == "arn" and parts[3] else None
-    clients = _clients(args, region=region)
+    clients = _clients(args, region=_region_of(args.state_machine))
     machine = _state_machine(args, clients)
     deployment = Deployment.of(clients, machine)
     store = ObjectStore(clients.s3)
@@ -499,9 +502,7 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
     target = backfill.Target.parse(args.target)
-    parts = (args.state_machine or "").split(":")
-    region = parts[3] if len(parts) > 3 and parts[0] == "arn" and parts[3] else None
-    clients = _clients(args, region=region)
+    clients = _clients(args, region=_region_of(args.state_machine))
     machine = aws.resolve_state_machine(
         clients,
         state_machine=args.state_machine,
