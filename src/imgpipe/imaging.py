@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
-from imgpipe.errors import CorruptImage, TooManyPixels, UnsupportedFormat
+from imgpipe.colour import nclx_profile, srgb_converter
+from imgpipe.errors import CorruptImage, ImageRejected, TooManyPixels, UnsupportedFormat
+from imgpipe.sniff import BytesSource, sniff
 from imgpipe.specs import (
     OUTPUT_FORMATS,
     SOURCE_FORMATS,
@@ -48,7 +50,6 @@ from imgpipe.specs import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from PIL.ImageCms import ImageCmsProfile, ImageCmsTransform
     from PIL.ImageFile import ImageFile
 
 __all__ = ["render"]
@@ -66,6 +67,10 @@ _PLUGINS: dict[str, str] = {
     "TIFF": "TiffImagePlugin",
     "AVIF": "AvifImagePlugin",
 }
+# HEIF comes from pi-heif (libheif + libde265, decode only), not from Pillow itself.
+# Thumbnails, depth maps and auxiliary images are never rendered: not reading them
+# saves their decode and memory.
+_HEIF_OPENER = {"thumbnails": False, "depth_images": False, "aux_images": False}
 
 # What truncated or damaged data raises from inside Pillow's plugins and decoders
 # (found by fuzzing: truncation, byte flips and zeroed runs over every source format).
@@ -98,11 +103,6 @@ _REDUCING_GAP = 3.0
 # chained instead of resizing the whole decode again. docs/performance.md.
 _CHAIN_GAP = 2.0
 _CHAIN_SLACK_PX = 1
-# An embedded profile whose transform to sRGB moves no probe colour by more than this
-# many levels is sRGB already, and its (per-output) transform is skipped: cameras and
-# editors embed the 3144-byte IEC 61966-2.1 profile, which littleCMS maps onto its own
-# sRGB within one level. docs/performance.md.
-_SRGB_TOLERANCE = 1
 # Progressive JPEG only pays off (smaller, and shows early on slow links) for outputs
 # bigger than a thumbnail; below this many pixels baseline is smaller. docs/imaging.md.
 _JPEG_PROGRESSIVE_MIN_PIXELS = 200_000
@@ -145,6 +145,8 @@ class _Decoded:
     image: Image.Image
     box: tuple[float, float, float, float]
     to_srgb: Callable[[Image.Image], Image.Image]
+    # The decoder applied the orientation already (libheif applies irot/imir).
+    upright: bool = False
 
 
 def _no_span(name: str) -> AbstractContextManager[None]:
@@ -229,7 +231,10 @@ def _keep_pixel_blocks() -> None:
 @functools.cache
 def _register_plugin(fmt: str) -> bool:
     try:
-        importlib.import_module(f"PIL.{_PLUGINS[fmt]}")
+        if fmt == "HEIF":
+            importlib.import_module("pi_heif").register_heif_opener(**_HEIF_OPENER)
+        else:
+            importlib.import_module(f"PIL.{_PLUGINS[fmt]}")
     except ImportError:
         return False
     return fmt in Image.OPEN or fmt in Image.SAVE
@@ -319,6 +324,14 @@ def _decode(
         raise CorruptImage(msg) from exc
 
     icc = im.info.get("icc_profile")
+    images = 1
+    if fmt == "HEIF":
+        # libheif decodes upright and in 8 bits; the facts still describe the file.
+        orientation = _heif_orientation(data)
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        images, frames = frames, 1
+        bit_depth = int(im.info.get("bit_depth") or 8)
     facts = ImageFacts(
         format=fmt,
         width=width,
@@ -330,6 +343,7 @@ def _decode(
         bit_depth=bit_depth,
         icc_profile=bool(icc),
         progressive=bool(im.info.get("progressive") or im.info.get("interlace")),
+        images=images,
     )
     work = _normalise(im)
     if work.mode in _PREMULTIPLIED:
@@ -340,8 +354,25 @@ def _decode(
             # straight alpha at each step (and no dark fringes from transparent pixels).
             work = work.convert(_PREMULTIPLIED[work.mode])
     profile = icc if isinstance(icc, bytes) and icc else None
-    to_srgb = _srgb_converter(_STRAIGHT.get(work.mode, work.mode), profile)
-    return facts, _Decoded(work, box, to_srgb)
+    nclx = im.info.get("nclx_profile")
+    if profile is None and isinstance(nclx, dict):
+        profile = nclx_profile(nclx)
+    to_srgb = srgb_converter(_STRAIGHT.get(work.mode, work.mode), profile)
+    return facts, _Decoded(work, box, to_srgb, upright=fmt == "HEIF")
+
+
+def _heif_orientation(data: bytes) -> int:
+    """The EXIF orientation equivalent to the primary image's irot/imir.
+
+    pi-heif does not report the transforms it applied (and resets the EXIF tag, which
+    HEIF readers must ignore); the header sniffer reads them from the boxes.
+    """
+    try:
+        return sniff(BytesSource(data), allowed=("HEIF",)).orientation
+    except ImageRejected:
+        # libheif decoded it, so the picture is shown; only the recorded fact is lost.
+        _LOG.warning("HEIF header unreadable to the sniffer; recording orientation 1")
+        return 1
 
 
 def _orientation(im: Image.Image) -> int:
@@ -480,113 +511,6 @@ def _scale_sixteen(im: Image.Image) -> Image.Image:
     return scaled
 
 
-@functools.cache
-def _srgb_profile() -> ImageCmsProfile:
-    from PIL import ImageCms
-
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-
-
-def _srgb_converter(mode: str, icc: bytes | None) -> Callable[[Image.Image], Image.Image]:
-    """How to turn images of `mode` (L, LA, RGB, RGBA, CMYK, LAB) into sRGB RGB/RGBA."""
-    if icc is not None or mode == "LAB":
-        managed = _icc_converter(mode, icc)
-        if managed is not None:
-            return managed
-    plain_mode = "RGBA" if mode in _PREMULTIPLIED else "RGB"
-
-    def plain(im: Image.Image) -> Image.Image:
-        # The resized images are ours alone: one already in the output mode needs no copy.
-        return im if im.mode == plain_mode else im.convert(plain_mode)
-
-    return plain
-
-
-def _icc_converter(mode: str, icc: bytes | None) -> Callable[[Image.Image], Image.Image] | None:
-    """A littleCMS transform to sRGB; None when the profile is unusable or sRGB already."""
-    # Imported here: only images that carry a profile pay for loading littleCMS.
-    from PIL import ImageCms
-
-    in_mode = "L" if mode == "LA" else mode
-    out_mode = "RGBA" if mode == "RGBA" else "RGB"
-    transform = _icc_transform(in_mode, out_mode, icc)
-    if isinstance(transform, str):
-        # A profile we cannot use is not worth rejecting a photo over: the pixels are
-        # still shown, only possibly with slightly wrong colours.
-        _LOG.warning(
-            "unusable ICC profile (%s, %s); converting without colour management",
-            mode,
-            transform,
-        )
-        return None
-    if in_mode in ("RGB", "RGBA") and icc is not None and _is_srgb_already(icc):
-        return None
-
-    def managed(im: Image.Image) -> Image.Image:
-        # RGBA -> RGBA keeps alpha inside littleCMS; LA has no such transform, so its
-        # grey goes through alone and the alpha is put back.
-        converted = ImageCms.applyTransform(
-            im.getchannel("L") if im.mode == "LA" else im, transform
-        )
-        assert converted is not None  # only None with inPlace=True
-        if im.mode == "LA":
-            converted.putalpha(im.getchannel("A"))
-        return converted
-
-    return managed
-
-
-# Building a transform costs ~3-4 ms (37 ms for a 400 KB LUT profile); a warm function
-# sees the same few profiles (one per camera model) over and over. Keyed by the
-# profile's bytes; a handful of profiles is a few KB each.
-@functools.lru_cache(maxsize=16)
-def _icc_transform(in_mode: str, out_mode: str, icc: bytes | None) -> ImageCmsTransform | str:
-    """The transform from `icc` (LAB when None) to sRGB, or why there is none."""
-    from PIL import ImageCms
-
-    try:
-        if icc is None:
-            source = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
-        else:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        return ImageCms.buildTransform(
-            source,
-            _srgb_profile(),
-            in_mode,
-            out_mode,
-            renderingIntent=ImageCms.Intent.PERCEPTUAL,
-        )
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
-        return str(exc) or type(exc).__name__
-
-
-@functools.cache
-def _srgb_probe() -> Image.Image:
-    """A 33-level RGB grid plus every level of grey, red, green and blue (36,961 colours)."""
-    levels = [min(255, 8 * i) for i in range(33)]
-    colours = [(r, g, b) for r in levels for g in levels for b in levels]
-    for v in range(256):
-        colours += [(v, v, v), (v, 0, 0), (0, v, 0), (0, 0, v)]
-    probe = Image.new("RGB", (len(colours), 1))
-    probe.putdata(colours)
-    return probe
-
-
-@functools.lru_cache(maxsize=16)
-def _is_srgb_already(icc: bytes) -> bool:
-    """Whether an RGB profile's transform to sRGB moves no probe colour noticeably."""
-    from PIL import ImageChops, ImageCms
-
-    transform = _icc_transform("RGB", "RGB", icc)
-    if isinstance(transform, str):
-        return False
-    probe = _srgb_probe()
-    converted = ImageCms.applyTransform(probe, transform)
-    assert converted is not None  # only None with inPlace=True
-    extrema = ImageChops.difference(converted, probe).getextrema()
-    return all(high <= _SRGB_TOLERANCE for _, high in extrema)  # type: ignore[misc]
-
-
 # ------------------------------------------------------------------------ renditions
 
 
@@ -596,8 +520,12 @@ def _derive(
     settings: RenderSettings,
     span: Callable[[str], AbstractContextManager[None]],
 ) -> list[RenderedImage]:
-    plans = _plan(facts.width, facts.height, facts.orientation, settings)
-    method = _TRANSPOSE.get(facts.orientation)
+    if decoded.upright:
+        plans = _plan(*facts.oriented_size, 1, settings)
+        method = None
+    else:
+        plans = _plan(facts.width, facts.height, facts.orientation, settings)
+        method = _TRANSPOSE.get(facts.orientation)
     with span("resize"):
         resized = _resize_all(decoded, {stored for _, _, stored in plans})
         srgb = {

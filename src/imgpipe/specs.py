@@ -19,7 +19,7 @@ OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
 }
 
 # Source formats the pipeline knows how to read, as Pillow names them.
-SOURCE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "AVIF")
+SOURCE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "AVIF", "HEIF")
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,9 @@ class ImageFacts:
     bit_depth: int = 8
     icc_profile: bool = False
     progressive: bool = False
+    # Top-level images of a HEIF container (a burst, a Live Photo's still and its
+    # variants); the primary one is what is rendered.
+    images: int = 1
 
     @property
     def pixels(self) -> int:

@@ -31,7 +31,7 @@ from icc_profiles import (
     linear_rgb_profile,
     naive_cmyk_profile,
 )
-from imgpipe import imaging
+from imgpipe import colour, imaging
 from imgpipe.errors import CorruptImage, TooManyPixels, UnsupportedFormat
 from imgpipe.imaging import render
 from imgpipe.specs import ImageFacts, RenderedImage, RenderSettings, RenditionSpec
@@ -848,7 +848,7 @@ def test_given_each_pillow_mode_when_normalised_then_8bit_srgb_rgb_or_rgba(
         expected = (10, 20, 30) if mode == "P" else (10, 20, 30, 0)
     # When normalised and converted to sRGB
     normalised = imaging._normalise(im)
-    out = imaging._srgb_converter(normalised.mode, None)(normalised)
+    out = colour.srgb_converter(normalised.mode, None)(normalised)
     # Then it is 8-bit RGB or RGBA with the right value
     assert out.mode == expected_mode
     assert close(out.getpixel((0, 0)), expected, 2)

@@ -269,7 +269,7 @@ def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None
         "MaxSourcePixels": "80000000",
         "MaxFrames": "500",
         "MaxAnimationPixels": "1000000000",
-        "AllowedFormats": "JPEG,PNG,WEBP,GIF,TIFF,AVIF",
+        "AllowedFormats": "JPEG,PNG,WEBP,GIF,TIFF,AVIF,HEIF",
         "OutputPrefix": "",
         "Renditions": "thumb:320,medium:1024,large:2048",
         "OutputFormats": "webp,jpeg",
