@@ -9,6 +9,12 @@ ImportError in the cloud. This script looks at the built files instead:
   62 = x86-64), and every extension module's tag is the runtime's CPython version;
 * the files the functions rely on are there (Pillow's JPEG/WebP/AVIF codecs, imgpipe,
   Powertools, the X-Ray SDK and wrapt's C extension) and boto3/botocore are not;
+* the Pillow layer decodes HEIF: pi-heif's extension module for the target and the
+  libheif and libde265 it links (imported lazily, so the import check below cannot see it);
+* no layer carries the x265 HEVC encoder (GPL): no file named after it, no binary that
+  links it or has it built in, no pillow-heif (whose wheels bundle it);
+* every distribution that bundles shared libraries ships its licence notices in its
+  dist-info (the licences of the bundled libraries travel with their binaries);
 * every installed distribution's requirements (evaluated for the target Python and
   platform) are met by the layer or by the Lambda runtime -- the layers install with
   `--no-deps`, so this is what catches an incomplete pin list;
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import re
 import shlex
 import struct
@@ -39,7 +46,7 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.parser import Parser as EmailParser
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -102,6 +109,26 @@ REQUIRED_FILES = {
     ],
 }
 FORBIDDEN_TOP_LEVEL = ("boto3", "botocore")
+
+# HEIF decoding, by layer: pi-heif's extension module and the libraries it links
+# (auditwheel names them <lib>-<hash>.so.<version>). imgpipe imports pi_heif only when a
+# HEIF arrives, so without these the layer would deploy fine and reject every HEIC.
+HEIF_DECODER = {
+    "PillowLayer": (
+        "_pi_heif.{tag}.so",
+        "pi_heif/__init__.py",
+        "pi_heif.libs/libheif-*.so*",
+        "pi_heif.libs/libde265-*.so*",
+    ),
+}
+# The x265 HEVC encoder is GPL: layers ship only permissive or LGPL binaries. pillow-heif
+# is the usual way it arrives (its wheels bundle libx265 for saving HEIC); pi-heif is the
+# same decoder without it.
+GPL_ENCODER = "x265"
+GPL_ENCODER_DISTS = frozenset({"pillow-heif"})
+# x265 writes this banner into every stream it encodes, so a copy of x265 linked
+# statically into another library still carries it.
+X265_BANNER = b"H.265/HEVC codec - Copyright"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -194,6 +221,14 @@ def elf_machine(path: Path) -> int | None:
         raise ValueError(msg)
     (machine,) = struct.unpack_from("<H", header, 18)
     return int(machine)
+
+
+def _is_elf(path: Path) -> bool:
+    """An ELF file the checks can read (check_binaries reports those they cannot)."""
+    try:
+        return elf_machine(path) is not None
+    except ValueError:
+        return False
 
 
 # Libraries a manylinux wheel may expect from the OS (PEP 599/600 policy); Lambda's
@@ -309,6 +344,58 @@ def check_required(python_dir: Path, target: Target, report: Report, layer: str)
             report.fail(f"{layer}: contains {name}/, which the Lambda runtime already provides")
 
 
+# ------------------------------------------------------------------ HEIF and x265
+
+
+def check_heif_decoder(python_dir: Path, target: Target, report: Report, layer: str) -> None:
+    """The layer holds pi-heif for the target; check_binaries checks their ELF machine."""
+    for pattern in HEIF_DECODER.get(layer, ()):
+        rel = pattern.format(tag=target.extension_tag)
+        if not any(path.is_file() for path in python_dir.glob(rel)):
+            report.fail(
+                f"{layer}: missing {rel}, so HEIF uploads cannot be decoded: pin pi-heif "
+                f"(built for {target.extension_tag}) in the layer's requirements.txt"
+            )
+
+
+def _top_level_name(path: Path) -> str:
+    """The distribution or module a top-level entry of python/ belongs to, normalised:
+    pillow_heif/, _pillow_heif.<tag>.so, pillow_heif.libs/ and pillow_heif-1.8.1.dist-info
+    all give "pillow-heif"."""
+    name = path.name.split("-", 1)[0] if path.name.endswith(".dist-info") else path.name
+    return _normalise(name.split(".", 1)[0]).strip("-")
+
+
+def check_no_gpl_encoder(python_dir: Path, report: Report, layer: str) -> None:
+    """Nothing of x265 in the layer: not as a file, a linked library, code built into
+    another binary, or the pillow-heif distribution that bundles it."""
+    fix = (
+        "the x265 HEVC encoder is GPL and may not ship in a layer; decode HEIF with "
+        "pi-heif (libheif + libde265, no encoder) and remove what brought it from the "
+        "layer's requirements.txt"
+    )
+    for dist in GPL_ENCODER_DISTS:
+        entries = sorted(p for p in python_dir.iterdir() if _top_level_name(p) == dist)
+        if entries:
+            names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries)
+            report.fail(
+                f"{layer}: {dist} is in the layer ({names}): its wheels bundle the GPL x265 "
+                f"encoder; pin pi-heif, the same decoder without it, instead"
+            )
+    for path in sorted(python_dir.rglob("*")):
+        rel = path.relative_to(python_dir)
+        if GPL_ENCODER in path.name.lower():
+            report.fail(f"{layer}: {rel} is named after x265: {fix}")
+            continue
+        if not path.is_file() or not _is_elf(path):
+            continue
+        linked = [n for n in elf_needed(path) if GPL_ENCODER in n.lower()]
+        if linked:
+            report.fail(f"{layer}: {rel} needs {', '.join(linked)}: {fix}")
+        elif X265_BANNER in path.read_bytes():
+            report.fail(f"{layer}: {rel} has x265 built in (its encoder banner): {fix}")
+
+
 # ------------------------------------------------------------------ dependency closure
 
 
@@ -408,6 +495,102 @@ def check_closure(
                 )
             elif not req.specifier.contains(have.version, prereleases=True):
                 report.fail(f"{layer}: {dist.name} needs {line!r}, the layer has {have.version}")
+
+
+# ------------------------------------------------------------------ licence notices
+
+
+def _record_paths(dist_info: Path) -> set[str]:
+    """Files a distribution installed, relative to python/ (its RECORD)."""
+    record = dist_info / "RECORD"
+    if not record.is_file():
+        return set()
+    with record.open(encoding="utf-8", newline="") as handle:
+        return {PurePosixPath(row[0]).as_posix() for row in csv.reader(handle) if row}
+
+
+def _is_bundled_library(rel: Path) -> bool:
+    """A shared library shipped beside a package (auditwheel's <name>.libs/ folder or a
+    lib*.so*), as opposed to an extension module Python imports."""
+    in_libs = any(part.endswith(".libs") for part in rel.parts[:-1])
+    return in_libs or (rel.name.startswith("lib") and ".so" in rel.name)
+
+
+def licence_files(dist_info: Path) -> tuple[list[Path], list[str]]:
+    """(licence files present, License-File entries missing) of one distribution.
+    Metadata 2.4 puts License-File paths under licenses/; older wheels beside METADATA."""
+    message = EmailParser().parsestr((dist_info / "METADATA").read_text(encoding="utf-8"))
+    declared = message.get_all("License-File") or []
+    present, missing = [], []
+    for entry in declared:
+        found = [
+            candidate
+            for candidate in (dist_info / "licenses" / entry, dist_info / entry)
+            if candidate.is_file() and candidate.stat().st_size > 0
+        ]
+        if found:
+            present.append(found[0])
+        else:
+            missing.append(entry)
+    if not declared:
+        present = sorted(p for p in (dist_info / "licenses").rglob("*") if p.is_file())
+        present += sorted(
+            p
+            for p in dist_info.iterdir()
+            if p.is_file() and p.name.upper().startswith(("LICEN", "COPYING", "NOTICE"))
+        )
+    return present, missing
+
+
+def check_notices(python_dir: Path, report: Report, layer: str) -> None:
+    """Every distribution that bundles shared libraries carries its licence files (for
+    pillow and pi-heif they list the bundled libraries' licences, e.g. LGPL for libheif),
+    and no bundled library comes from outside a distribution."""
+    fix = (
+        "the licences of the libraries a layer bundles must ship with it: keep *.dist-info/ "
+        "whole when pruning (layers/pip.mk prune_layer) and pin a wheel that includes them"
+    )
+    libraries = sorted(
+        rel
+        for rel in (p.relative_to(python_dir) for p in python_dir.rglob("*") if p.is_file())
+        if _is_bundled_library(rel) and _is_elf(python_dir / rel)
+    )
+    owners: dict[str, Path] = {}
+    for dist_info in sorted(python_dir.glob("*.dist-info")):
+        for rel in _record_paths(dist_info):
+            owners.setdefault(rel, dist_info)
+    bundling: dict[Path, list[Path]] = {}
+    for rel in libraries:
+        owner = owners.get(rel.as_posix())
+        if owner is None:
+            report.fail(
+                f"{layer}: {rel} is a bundled library that no installed distribution lists "
+                f"(RECORD), so no licence notice covers it: install it with the wheel that "
+                f"brings it, whose dist-info carries its licence"
+            )
+        else:
+            bundling.setdefault(owner, []).append(rel)
+    shipped = []
+    for dist_info, libs in sorted(bundling.items()):
+        listed = ", ".join(str(rel) for rel in libs[:3]) + (", ..." if len(libs) > 3 else "")
+        what = f"{dist_info.name} bundles {listed}"
+        if not (dist_info / "METADATA").is_file():
+            report.fail(f"{layer}: {what} but has no METADATA: {fix}")
+            continue
+        present, missing = licence_files(dist_info)
+        for entry in missing:
+            report.fail(
+                f"{layer}: {what} but its licence file {entry} (License-File in METADATA) "
+                f"is missing or empty in {dist_info.name}/: {fix}"
+            )
+        if not present and not missing:
+            report.fail(f"{layer}: {what} but ships no licence file in {dist_info.name}/: {fix}")
+        if present and not missing:
+            shipped.append(f"{dist_info.name.split('-', 1)[0]} ({len(libs)})")
+    if shipped:
+        report.notes.append(
+            f"{layer}: licence notices of the bundled libraries: {', '.join(shipped)}"
+        )
 
 
 # ------------------------------------------------------------------ import closure
@@ -613,7 +796,10 @@ def check_layer_dir(
         return
     elf_files = check_binaries(python_dir, target, report, logical_id)
     check_required(python_dir, target, report, logical_id)
+    check_heif_decoder(python_dir, target, report, logical_id)
+    check_no_gpl_encoder(python_dir, report, logical_id)
     check_closure(python_dir, requirements, target, report, logical_id)
+    check_notices(python_dir, report, logical_id)
     report.notes.append(
         f"{logical_id}: {megabytes(python_dir):.1f} MB unzipped, {elf_files} ELF files"
     )

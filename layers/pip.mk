@@ -44,7 +44,9 @@ define install_requirements
 	$(PIP_INSTALL) --target "$(ARTIFACTS_DIR)/python" -r $(1)
 endef
 
-# Byte code and test suites are dead weight in a layer.
+# Byte code and test suites are dead weight in a layer. *.dist-info/ stays whole: it
+# carries the licence notices of the libraries the wheels bundle (LGPL libheif among
+# them), which must ship with the binaries; layers/check_layer.py fails without them.
 define prune_layer
-	find "$(ARTIFACTS_DIR)/python" -depth \( -name __pycache__ -o -name tests -o -name '*-stubs' -o -name '*.pyc' \) -exec rm -rf {} +
+	find "$(ARTIFACTS_DIR)/python" -depth ! -path '*.dist-info/*' \( -name __pycache__ -o -name tests -o -name '*-stubs' -o -name '*.pyc' \) -exec rm -rf {} +
 endef
