@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import decode
 from moto.events.models import EventPattern
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from samtranslator.translator.transform import transform
 
 from imgpipe.config import folder_config, resize_config, validate_config
@@ -706,6 +709,35 @@ def test_layers_pin_everything_and_leave_boto3_to_the_runtime() -> None:
             re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[0-9][0-9A-Za-z.]*", p) for p in pins
         ), pins
         assert not [p for p in pins if re.match(r"(boto3|botocore|s3transfer)\b", p)]
+
+
+def test_layer_pins_are_the_versions_the_project_runs_and_tests() -> None:
+    def pins(lines: list[str]) -> dict[str, tuple[str, frozenset[str]]]:
+        found: dict[str, tuple[str, frozenset[str]]] = {}
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-"):
+                req = Requirement(line)
+                found[canonicalize_name(req.name)] = (str(req.specifier), frozenset(req.extras))
+        return found
+
+    layers = {}
+    for folder in ("pillow", "core"):
+        text = (ROOT / "layers" / folder / "requirements.txt").read_text(encoding="utf-8")
+        layers.update(pins(text.splitlines()))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    runtime = pins(project["dependencies"])
+    lock = pins((ROOT / "requirements" / "dev.lock").read_text(encoding="utf-8").splitlines())
+    # Every run-time dependency of pyproject ships in a layer at the same version and
+    # extras, except what the Lambda runtime provides.
+    shipped = {name: pin for name, pin in runtime.items() if name != "boto3"}
+    assert shipped == {name: layers.get(name) for name in shipped}
+    # Every layer pin is the version the tests run against.
+    assert {n: spec for n, (spec, _) in layers.items()} == {n: lock[n][0] for n in layers}
+    # HEIF decodes with pi-heif; pillow-heif (bundles the GPL x265) is for tests only.
+    assert "pi-heif" in layers
+    assert "pillow-heif" not in layers
+    assert "pillow-heif" in pins(project["optional-dependencies"]["dev"])
 
 
 # ---------------------------------------------------------------- storage
