@@ -17,8 +17,11 @@ import sys
 import textwrap
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import pillow_heif
 import pytest
+from PIL import Image
 
 # One xdist worker builds the layers once for the whole module.
 pytestmark = [pytest.mark.network, pytest.mark.xdist_group(name="layer-build")]
@@ -164,6 +167,80 @@ def test_pillow_layer_holds_aarch64_cp313_codecs(arm64_layers: dict[str, Path]) 
     assert not list(python_dir.glob("pillow.libs/libfreetype-*"))
 
 
+def check_pillow_layer(python_dir: Path) -> Any:
+    """What `make check-layer` reports on this Pillow layer (a check_layer.Report)."""
+    template = check_layer.load_template(ROOT / "template.yaml")
+    target = check_layer.expected_target(template, None, None)
+    report = check_layer.Report()
+    requirements = check_layer.layer_requirements(template, "PillowLayer", ROOT)
+    check_layer.check_layer_dir("PillowLayer", python_dir, requirements, target, report)
+    return report
+
+
+def test_pillow_layer_decodes_heif_with_pi_heif_and_carries_no_x265(
+    arm64_layers: dict[str, Path],
+) -> None:
+    python_dir = arm64_layers["PillowLayer"] / "python"
+    machines = elf_files(python_dir)
+    # pi-heif's extension module and the libheif/libde265 it bundles, all aarch64 cp313
+    heif = {name: machine for name, machine in machines.items() if "heif" in name}
+    libraries = sorted(Path(name).name.split("-")[0] for name in heif if "/" in name)
+    assert (sorted(name for name in heif if "/" not in name), libraries) == (
+        [f"_pi_heif.{TAG}.so"],
+        ["libde265", "libheif"],
+    )
+    assert set(heif.values()) == {AARCH64}
+    libheif = next(python_dir.glob("pi_heif.libs/libheif-*.so*"))
+    libde265 = next(python_dir.glob("pi_heif.libs/libde265-*.so*"))
+    assert libheif.name in check_layer.elf_needed(python_dir / f"_pi_heif.{TAG}.so")
+    assert libde265.name in check_layer.elf_needed(libheif)
+    # and nothing of the x265 encoder: no file, no library linking it, no pillow-heif
+    assert [p for p in python_dir.rglob("*") if "x265" in p.name.lower()] == []
+    assert [
+        name
+        for name in machines
+        if any("x265" in needed for needed in check_layer.elf_needed(python_dir / name))
+    ] == []
+    assert not list(python_dir.glob("*pillow_heif*"))
+    # the licences of what pi-heif and Pillow bundle ship beside them
+    notices = python_dir / "pi_heif-1.4.0.dist-info" / "licenses"
+    assert sorted(p.name for p in notices.iterdir()) == ["LICENSE.txt", "LICENSES_bundled.txt"]
+    assert "libheif" in (notices / "LICENSES_bundled.txt").read_text(encoding="utf-8")
+    # When check-layer looks at the Pillow layer, Then it finds nothing to refuse
+    report = check_pillow_layer(python_dir)
+    assert report.problems == []
+    assert "PillowLayer: licence notices of the bundled libraries: pi_heif (2), pillow (13)" in (
+        report.notes
+    )
+
+
+def test_check_refuses_the_pillow_layer_with_pillow_heif_wheel_in_it(
+    python: str, arm64_layers: dict[str, Path], tmp_path: Path
+) -> None:
+    # Given the built Pillow layer with pillow-heif's real aarch64 wheel added to it
+    python_dir = Path(shutil.copytree(arm64_layers["PillowLayer"] / "python", tmp_path / "python"))
+    subprocess.run(
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+         "--no-deps", "--no-compile", "--only-binary=:all:", "--python-version", "3.13",
+         "--implementation", "cp", "--platform", "manylinux_2_28_aarch64",
+         "--target", str(python_dir), "pillow-heif==1.8.1"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (libx265,) = [p.relative_to(python_dir) for p in python_dir.glob("pillow_heif.libs/*x265*")]
+    # When checked
+    report = check_pillow_layer(python_dir)
+    # Then the encoder is refused as a file and as what pillow-heif's libheif links,
+    # and pillow-heif is named as what brought it
+    gpl = "the x265 HEVC encoder is GPL and may not ship in a layer"
+    assert f"PillowLayer: {libx265} is named after x265: {gpl}" in "\n".join(report.problems)
+    (needs,) = [p for p in report.problems if f"needs {libx265.name}: {gpl}" in p]
+    assert needs.startswith("PillowLayer: pillow_heif.libs/libheif-")
+    (named,) = [p for p in report.problems if "pillow-heif is in the layer" in p]
+    assert "pillow_heif/, pillow_heif-1.8.1.dist-info/, pillow_heif.libs/" in named
+    assert "pin pi-heif, the same decoder without it, instead" in named
+    assert any("pillow_heif is installed but not pinned in" in p for p in report.problems)
+
+
 def test_core_layer_holds_imgpipe_powertools_and_aarch64_wrapt(
     arm64_layers: dict[str, Path],
 ) -> None:
@@ -260,8 +337,9 @@ def function_environment(logical: str) -> dict[str, str]:
 SMOKE = textwrap.dedent(
     """
     import io, sys, importlib.util
-    sys.path[:0] = sys.argv[2:]
-    if sys.argv[1] == "ResizeFunction":
+    function, heic = sys.argv[1:3]
+    sys.path[:0] = sys.argv[3:]
+    if function == "ResizeFunction":
         from PIL import Image, ImageCms, features
         for feature in ("jpg", "webp", "avif", "zlib", "littlecms2"):
             assert features.check(feature), feature
@@ -274,6 +352,16 @@ SMOKE = textwrap.dedent(
                 decoded.load()
                 assert decoded.size == (64, 48), (fmt, decoded.size)
         ImageCms.createProfile("sRGB")
+        # HEIF through pi-heif's libheif/libde265 from the layer; no pillow-heif there
+        import pi_heif
+        assert importlib.util.find_spec("pillow_heif") is None, "pillow-heif in a layer"
+        pi_heif.register_heif_opener()
+        with Image.open(heic, formats=["HEIF"]) as decoded:
+            decoded.load()
+            assert (decoded.format, decoded.size) == ("HEIF", (96, 64)), decoded
+            red, green, blue = decoded.convert("RGB").getpixel((10, 10))
+            assert red > 200 and green < 60 and 60 < blue < 140, (red, green, blue)
+        print("heif", pi_heif.__file__)
     else:
         assert importlib.util.find_spec("PIL") is None, "Pillow leaked into this function"
     from wrapt import _wrappers  # the C extension, not the pure-Python fallback
@@ -289,12 +377,17 @@ def test_same_recipe_for_x86_64_cold_starts_every_handler_on_a_real_cpython_313(
     python: str, tmp_path: Path
 ) -> None:
     # The arm64 layers cannot run here; their x86_64 twins, from the same Makefiles with
-    # ARCHITECTURE changed, show the pruned Pillow and the core layer load on CPython
-    # 3.13 next to what the Lambda runtime provides (boto3 and its closure).
+    # ARCHITECTURE changed, show the pruned Pillow (with pi-heif decoding a HEIC) and the
+    # core layer load on CPython 3.13 next to what the Lambda runtime provides (boto3 and
+    # its closure).
     interpreter = _python313()
     if interpreter is None:
         pytest.skip("no CPython 3.13 on this machine to import the layers with")
     layers = build_layers(tmp_path, python, ARCHITECTURE="x86_64", RUNTIME="python3.13")
+    # A real HEIC, encoded here by pillow-heif's x265 (never in a layer) for resize's
+    # pi-heif to decode.
+    heic = tmp_path / "crimson.heic"
+    pillow_heif.from_pillow(Image.new("RGB", (96, 64), (220, 20, 100))).save(heic, quality=90)
     runtime = tmp_path / "runtime"
     subprocess.run(
         [python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
@@ -316,7 +409,7 @@ def test_same_recipe_for_x86_64_cold_starts_every_handler_on_a_real_cpython_313(
             **function_environment(function),
         }
         result = subprocess.run(
-            [interpreter, "-I", "-B", "-c", SMOKE, function, *path],
+            [interpreter, "-I", "-B", "-c", SMOKE, function, str(heic), *path],
             capture_output=True, text=True, timeout=120, check=False, env=env,
         )  # fmt: skip
         assert result.returncode == 0, f"{function}: {result.stderr[-3000:]}"
@@ -324,5 +417,7 @@ def test_same_recipe_for_x86_64_cold_starts_every_handler_on_a_real_cpython_313(
         assert str(code_dir / "app.py") in result.stdout, result.stdout
         # the claims table comes from the template's Globals, not a default
         assert f"state table {STATE_TABLE}" in result.stdout, result.stdout
+        if function == "ResizeFunction":
+            assert f"heif {layers['PillowLayer'] / 'python' / 'pi_heif'}" in result.stdout
         started.append(function)
     assert set(started) == set(template_attachments())
