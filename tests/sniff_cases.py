@@ -11,9 +11,10 @@ import io
 import struct
 import zlib
 from collections.abc import Callable, Iterable
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
+import pillow_heif
 import pytest
 from PIL import Image, ImageCms, ImageDraw, features
 
@@ -170,6 +171,37 @@ def ftyp(major: bytes, *compatible: bytes) -> bytes:
     return struct.pack(">I", 8 + len(body)) + b"ftyp" + body + bytes(32)
 
 
+def heic(im: Image.Image | pillow_heif.HeifFile, **params: Any) -> bytes:
+    """A HEIC written by libheif's encoder (pillow-heif, a dev-only dependency).
+
+    pillow-heif's Pillow plugin is never registered: pi-heif's, the resize Lambda's,
+    is the only HEIF reader in the process.
+    """
+    heif = im if isinstance(im, pillow_heif.HeifFile) else pillow_heif.from_pillow(im)
+    out = io.BytesIO()
+    heif.save(out, **{"quality": 60, **params})
+    return out.getvalue()
+
+
+def deep_heic(mode: str, bit_depth: int = 10) -> bytes:
+    """A 10- or 12-bit HEIC from 16-bit samples (a ramp, so it is not flat)."""
+    width, height = 64, 48
+    samples = {"L;16": 1, "RGB;16": 3, "RGBA;16": 4}[mode]
+    row = b"".join(struct.pack("<H", 1000 * x) * samples for x in range(width))
+    return heic(pillow_heif.from_bytes(mode, (width, height), row * height), bit_depth=bit_depth)
+
+
+def tagged_heic(orientation: int) -> bytes:
+    return heic(canvas("RGB"), exif=exif_with_orientation(orientation).tobytes())
+
+
+def burst(count: int, primary_index: int, **params: Any) -> bytes:
+    container = pillow_heif.from_pillow(canvas("RGB"))
+    for i in range(1, count):
+        container.add_from_pillow(canvas("RGB", shade=40 * i))
+    return heic(container, primary_index=primary_index, **params)
+
+
 def still(mode: str, fmt: str, **params: Any) -> Callable[[], bytes]:
     """A fixture builder: the test drawing in `mode`, saved as `fmt` with `params`."""
     return lambda: encode(canvas(mode), fmt, **params)
@@ -261,6 +293,36 @@ AVIF_CASES: dict[str, Callable[[], bytes]] = {
     "avif-sequence": lambda: animated("AVIF", "RGB", 3),
     "avif-sequence-alpha": lambda: animated("AVIF", "RGBA", 4),
 }
+# Display P3 by H.273 code points (an nclx colr, not an ICC profile).
+P3_NCLX = {"color_primaries": 12, "transfer_characteristics": 13, "matrix_coefficients": 6}
+HEIF_CASES: dict[str, Callable[[], bytes]] = {
+    # x265 codes at least 64x64: a 64x48 picture is cut from it by a clean aperture.
+    "heic-RGB": lambda: heic(canvas("RGB")),
+    "heic-RGB-240x160": lambda: heic(canvas("RGB", (240, 160))),
+    "heic-RGBA": lambda: heic(canvas("RGBA")),
+    "heic-LA": lambda: heic(canvas("LA")),
+    "heic-L": lambda: heic(canvas("L")),
+    "heic-L-10bit": lambda: deep_heic("L;16"),
+    "heic-RGB-10bit": lambda: deep_heic("RGB;16"),
+    "heic-RGB-12bit": lambda: deep_heic("RGB;16", bit_depth=12),
+    "heic-RGBA-10bit": lambda: deep_heic("RGBA;16"),
+    "heic-icc": lambda: heic(canvas("RGB"), icc_profile=srgb_icc()),
+    "heic-nclx-p3": lambda: heic(canvas("RGB"), **P3_NCLX),
+    # libheif's encoder turns the EXIF orientation into irot/imir.
+    **{f"heic-exif-o{n}": partial(tagged_heic, n) for n in range(1, 9)},
+    "heic-thumbnail": lambda: heic(canvas("RGB", (240, 160)), thumbnails=[32]),
+    # A grid of 64x64 tiles (hidden items referenced by dimg), as cameras write them.
+    "heic-grid": lambda: heic(canvas("RGB", (200, 130)), tile_size=64),
+    "heic-grid-o6-icc-thumbnail": lambda: heic(
+        canvas("RGB", (200, 130)),
+        tile_size=64,
+        thumbnails=[32],
+        icc_profile=srgb_icc(),
+        exif=exif_with_orientation(6).tobytes(),
+    ),
+    "heic-burst-3": lambda: burst(3, primary_index=1),
+    "heic-burst-3-thumbnails": lambda: burst(3, primary_index=2, thumbnails=[16]),
+}
 CASES: dict[str, Callable[[], bytes]] = {
     **JPEG_CASES,
     **PNG_CASES,
@@ -268,6 +330,7 @@ CASES: dict[str, Callable[[], bytes]] = {
     **WEBP_CASES,
     **TIFF_CASES,
     **(AVIF_CASES if HAS_AVIF else {}),
+    **HEIF_CASES,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from imgpipe.sniff.bmff import orientation
 from sniff_cases import (
     AVIF_CASES,
     Damaged,
@@ -46,6 +47,26 @@ def test_given_image_when_sniffed_then_bit_depth_is_bits_per_sample() -> None:
 def test_given_image_with_a_feature_when_sniffed_then_its_flag_is_set(name: str, flag: str) -> None:
     # The Pillow comparison alone could agree on False.
     assert getattr(sniff_bytes(fixture(name)), flag) is True
+
+
+# Pillow's _avif.c: (irot angle, imir axis, or None without one) -> EXIF orientation.
+PILLOW_AVIF_ORIENTATIONS = {
+    (0, None): 1, (0, 1): 2, (0, 0): 4,
+    (1, None): 8, (1, 1): 7, (1, 0): 5,
+    (2, None): 3, (2, 1): 4, (2, 0): 2,
+    (3, None): 6, (3, 1): 5, (3, 0): 7,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("turn", "expected"), PILLOW_AVIF_ORIENTATIONS.items(), ids=str)
+def test_given_irot_then_imir_when_mapped_then_exif_orientation_is_pillows(
+    turn: tuple[int, int | None], expected: int
+) -> None:
+    # Given an AVIF's rotation and mirror, which libavif applies in that order
+    angle, axis = turn
+    transforms = [(b"irot", angle)] + ([(b"imir", axis)] if axis is not None else [])
+    # When / Then the orientation is the one Pillow's AVIF plugin reports
+    assert orientation(transforms) == expected
 
 
 CORRUPT: list[tuple[str, Damaged, str]] = [

@@ -27,7 +27,7 @@ def assert_well_behaved(data: bytes) -> None:
         return
     assert facts.width > 0
     assert facts.height > 0
-    assert facts.format in {"JPEG", "PNG", "GIF", "WEBP", "TIFF", "AVIF"}
+    assert facts.format in {"JPEG", "PNG", "GIF", "WEBP", "TIFF", "AVIF", "HEIF"}
     assert 1 <= facts.orientation <= 8
 
 
@@ -43,6 +43,8 @@ MAGICS = [
     b"II+\0\x08\0\0\0\x10\0\0\0\0\0\0\0",
     b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf",
     b"\0\0\0\x1cftypavis\0\0\0\0avisavifmsf1",
+    b"\0\0\0\x1cftypheic\0\0\0\0mif1heicmiaf",
+    b"\0\0\0\x18ftypmsf1\0\0\0\0msf1hevc",
 ]
 # Small fixtures, so that random edits land in headers rather than in pixel data.
 FUZZ_CASES = [name for name in CASES if not name.endswith("-icc")]

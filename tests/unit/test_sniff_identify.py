@@ -38,8 +38,9 @@ NOT_IMAGES = [
     ("bmp", encode(Image.new("RGB", (4, 4)), "BMP"), "BMP"),
     ("ico", encode(Image.new("RGB", (16, 16)), "ICO"), "ICO"),
     ("psd", b"8BPS\x00\x01" + bytes(40), "PSD"),
-    ("heic", ftyp(b"heic", b"mif1", b"heic"), "HEIC"),
-    ("heif-mif1", ftyp(b"mif1", b"mif1", b"heic", b"miaf"), "HEIC"),
+    # HEIF-family files whose major brand neither Pillow's AVIF plugin nor pi-heif opens
+    ("heif-mif2", ftyp(b"mif2", b"mif2", b"heic"), "HEIF with major brand 'mif2'"),
+    ("avif-isom", ftyp(b"isom", b"isom", b"avif", b"mif1"), "AVIF with major brand 'isom'"),
     ("mp4", ftyp(b"isom", b"isom", b"mp41"), "MP4 video"),
     ("binary-noise", bytes(range(256)) * 4, "unknown"),
 ]  # fmt: skip

@@ -10,7 +10,7 @@ from PIL import Image
 
 from imgpipe.errors import CorruptImage
 from imgpipe.sniff import BytesSource, sniff
-from sniff_cases import CountingSource, encode, exif_with_orientation, fixture, needs_avif
+from sniff_cases import CountingSource, encode, exif_with_orientation, fixture, heic, needs_avif
 
 
 def test_given_bytes_source_when_read_past_the_end_then_short_read() -> None:
@@ -35,7 +35,7 @@ def test_given_source_shorter_than_its_size_when_sniffed_then_corrupt_image() ->
 
 
 @pytest.mark.parametrize(
-    "fmt", ["PNG", "WEBP", "TIFF", pytest.param("AVIF", marks=needs_avif)]
+    "fmt", ["PNG", "WEBP", "TIFF", pytest.param("AVIF", marks=needs_avif), "HEIF"]
 )  # fmt: skip
 def test_given_large_still_image_when_sniffed_then_pixel_data_is_skipped(fmt: str) -> None:
     # Given a large image whose pixel data cannot be compressed away
@@ -46,7 +46,8 @@ def test_given_large_still_image_when_sniffed_then_pixel_data_is_skipped(fmt: st
         "TIFF": {},
         "AVIF": {"speed": 10, "quality": 90},
     }
-    source = CountingSource(encode(im, fmt, **options[fmt]))
+    data = heic(im, quality=90) if fmt == "HEIF" else encode(im, fmt, **options[fmt])
+    source = CountingSource(data)
     # When
     facts = sniff(source)
     # Then the facts come from a few header reads, not from reading the pixels

@@ -162,6 +162,7 @@ def make_facts(
     bit_depth: int = 8,
     icc_profile: bool = False,
     progressive: bool = False,
+    images: int = 1,
 ) -> ImageFacts:
     if width <= 0 or height <= 0:
         msg = f"{fmt} header declares a {width}x{height} image"
@@ -177,6 +178,7 @@ def make_facts(
         bit_depth=bit_depth,
         icc_profile=icc_profile,
         progressive=progressive,
+        images=images,
     )
 
 

@@ -1,15 +1,17 @@
-"""ISO BMFF structure: box walking, and the primary item's properties from a `meta` box.
+"""ISO BMFF structure shared by AVIF and HEIF: boxes, and the items of a `meta` box.
 
-AVIF is a HEIF (ISO/IEC 23008-12) image format, so its still images are items of a
-`meta` box: the primary (pitm), its properties (iprp: ipco/ipma) and its auxiliary
-images (iref auxl).
+AVIF and HEIC are both HEIF (ISO/IEC 23008-12) files, so a still image is an item of a
+`meta` box: the primary item (pitm), the items and their types (iinf), the references
+between them (iref: auxl, dimg, thmb, cdsc) and their properties (iprp: ipco holds the
+properties, ipma associates them with items, in the order they apply).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 from imgpipe.errors import CorruptImage
@@ -19,9 +21,20 @@ _MAX_BOXES: Final = 10_000
 _ALPHA_URNS: Final = (b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha", b"urn:mpeg:hevc:2015:auxid:1")
 MAX_TABLE: Final = 256 * 1024
 _MAX_PROPERTY: Final = 256
+# An infe box's fields up to its item type (version 3: 32-bit item IDs).
+_MAX_INFE: Final = 14
+# Content types are short ("image/jpeg"); this bounds how much of an item name is read.
+_MAX_INFE_NAMES: Final = 512
+
+# The EXIF orientation of "mirror left-right (or not), then turn k quarter turns
+# anticlockwise", indexed [mirrored][k].
+_EXIF_ORIENTATIONS: Final = ((1, 8, 3, 6), (2, 5, 4, 7))
+
+Property = tuple[bytes, int, int]  # type, body start, body end
+Span = tuple[int, int]
 
 
-def boxes(r: Reader, start: int, end: int, what: str) -> Iterator[tuple[bytes, int, int]]:
+def boxes(r: Reader, start: int, end: int, what: str) -> Iterator[Property]:
     """Child boxes of [start, end) as (type, body start, body end)."""
     pos = start
     for _ in range(_MAX_BOXES):
@@ -54,78 +67,174 @@ def ftyp_brands(head: bytes) -> tuple[bytes, frozenset[bytes]]:
     return major, frozenset({major, *(head[i : i + 4] for i in range(16, box_end - 3, 4))})
 
 
-@dataclass
-class BmffImage:
-    """What libavif would report for one image (item or track)."""
-
-    width: int = 0
-    height: int = 0
-    bit_depth: int = 8
-    monochrome: bool = False
-    icc: bool = False
-    alpha: bool = False
-    orientation: int = 1
+# --- Item properties -------------------------------------------------------------------
 
 
-def irot_imir_orientation(angle: int | None, axis: int | None) -> int:
-    """The EXIF orientation equivalent to irot/imir, exactly as Pillow's _avif.c maps it."""
-    if angle == 1:
-        return 8 if axis is None else (7 if axis else 5)
-    if angle == 2:
-        return 3 if axis is None else (4 if axis else 2)
-    if angle == 3:
-        return 6 if axis is None else (5 if axis else 7)
-    return 1 if axis is None else (2 if axis else 4)
+def property_cursor(r: Reader, prop: Property, fmt: str) -> Cursor:
+    typ, start, end = prop
+    what = f"{fmt} '{fourcc_name(typ)}' property"
+    return Cursor(box_body(r, start, end, _MAX_PROPERTY, what), what)
 
 
-def apply_properties(
-    r: Reader, image: BmffImage, props: list[tuple[bytes, int, int]]
-) -> tuple[bool, bool]:
-    """Fill `image` from item properties; return (has ispe, is an alpha auxiliary).
+def ispe_size(cursor: Cursor) -> tuple[int, int]:
+    cursor.take(4)
+    return cursor.uint(4), cursor.uint(4)
 
-    The first property of each type wins, so that when associations are unknown and all
-    properties are applied, the primary image's (which writers list first) are used.
+
+def pixi_depth(cursor: Cursor) -> int | None:
+    """Bits of the first channel, or None when the pixi box lists no channels."""
+    cursor.take(4)
+    return cursor.uint(1) if cursor.uint(1) >= 1 else None
+
+
+def colr_is_icc(cursor: Cursor) -> bool:
+    # An nclx colr describes colours by code points; only these two carry a profile.
+    return cursor.take(4) in (b"prof", b"rICC")
+
+
+def auxc_is_alpha(cursor: Cursor) -> bool:
+    cursor.take(4)
+    return cursor.data[cursor.pos :].split(b"\0", 1)[0] in _ALPHA_URNS
+
+
+def orientation(transforms: Iterable[tuple[bytes, int]]) -> int:
+    """The EXIF orientation equivalent to irot (angle) and imir (axis) applied in order.
+
+    irot turns anticlockwise by `angle` quarter turns; imir axis 1 exchanges left and
+    right, axis 0 top and bottom (a left-right mirror, then a half turn).
     """
-    angle: int | None = None
-    axis: int | None = None
-    is_alpha = False
-    seen: set[bytes] = set()
-    for typ, start, end in props:
-        if typ in seen:
-            continue
-        seen.add(typ)
-        what = f"AVIF '{fourcc_name(typ)}' property"
-        body = box_body(r, start, end, _MAX_PROPERTY, what)
-        cursor = Cursor(body, what)
-        if typ == b"ispe":
-            cursor.take(4)
-            image.width, image.height = cursor.uint(4), cursor.uint(4)
-        elif typ == b"pixi":
-            cursor.take(4)
-            if cursor.uint(1) >= 1:
-                image.bit_depth = cursor.uint(1)
-        elif typ == b"av1C":
-            flags = cursor.take(3)[2]
-            image.monochrome = bool(flags & 0x10)
-            if flags & 0x40:
-                image.bit_depth = 12 if flags & 0x20 else 10
-        elif typ == b"colr":
-            # An item may carry an nclx and an ICC colr; either order.
-            seen.discard(b"colr")
-            image.icc = image.icc or cursor.take(4) in (b"prof", b"rICC")
-        elif typ == b"irot":
-            angle = cursor.uint(1) & 3
+    mirrored, turns = 0, 0
+    for typ, value in transforms:
+        if typ == b"irot":
+            turns += value
         elif typ == b"imir":
-            axis = cursor.uint(1) & 1
-        elif typ == b"auxC":
-            cursor.take(4)
-            is_alpha = body[4:].split(b"\0", 1)[0] in _ALPHA_URNS
-    image.orientation = irot_imir_orientation(angle, axis)
-    return b"ispe" in seen, is_alpha
+            # Mirroring reverses the sense of the turns made before it.
+            mirrored, turns = 1 - mirrored, (0 if value else 2) - turns
+    return _EXIF_ORIENTATIONS[mirrored][turns % 4]
 
 
-def _parse_ipma(data: bytes) -> dict[int, list[int]]:
-    cursor = Cursor(data, "AVIF ipma box")
+# --- Items -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    type: bytes
+    hidden: bool
+    content_type: bytes = b""
+
+
+class Meta:
+    """The item structure of a `meta` box; each part is parsed when first asked for.
+
+    Where a child box is repeated, the last pitm, iinf, iref and ipco count and every
+    ipma adds to the associations.
+    """
+
+    def __init__(self, r: Reader, start: int, end: int, fmt: str) -> None:
+        self._r = r
+        self._fmt = fmt
+        self._pitm: Span | None = None
+        self._iinf: Span | None = None
+        self._iref: Span | None = None
+        self._ipco: Span | None = None
+        self._ipma: list[Span] = []
+        for typ, s, e in boxes(r, start + 4, end, f"{fmt} meta"):
+            if typ == b"pitm":
+                self._pitm = (s, e)
+            elif typ == b"iinf":
+                self._iinf = (s, e)
+            elif typ == b"iref":
+                self._iref = (s, e)
+            elif typ == b"iprp":
+                for t2, s2, e2 in boxes(r, s, e, f"{fmt} iprp"):
+                    if t2 == b"ipco":
+                        self._ipco = (s2, e2)
+                    elif t2 == b"ipma":
+                        self._ipma.append((s2, e2))
+
+    @cached_property
+    def primary(self) -> int | None:
+        if self._pitm is None:
+            return None
+        fmt = self._fmt
+        cursor = Cursor(box_body(self._r, *self._pitm, 8, f"{fmt} pitm"), f"{fmt} pitm box")
+        return cursor.uint(4 if cursor.uint(4) >> 24 else 2)
+
+    @cached_property
+    def items(self) -> dict[int, Item]:
+        """Item ID -> type; items described by version 0/1 infe boxes have no type."""
+        if self._iinf is None:
+            return {}
+        r, fmt = self._r, self._fmt
+        start, end = self._iinf
+        version = box_body(r, start, end, 1, f"{fmt} iinf box")[0]
+        items: dict[int, Item] = {}
+        for typ, s, e in boxes(r, start + (6 if version == 0 else 8), end, f"{fmt} iinf"):
+            if typ != b"infe":
+                continue
+            cursor = Cursor(box_body(r, s, e, _MAX_INFE, f"{fmt} infe"), f"{fmt} infe box")
+            infe_version = cursor.uint(1)
+            hidden = bool(cursor.uint(3) & 1)
+            if infe_version < 2:
+                continue
+            item_id = cursor.uint(2 if infe_version == 2 else 4)
+            cursor.take(2)  # protection index
+            item_type = cursor.take(4)
+            content_type = b""
+            if item_type == b"mime":
+                names = box_body(r, s + cursor.pos, e, _MAX_INFE_NAMES, f"{fmt} infe")
+                # item_name, then content_type, each NUL-terminated
+                content_type = names.partition(b"\0")[2].split(b"\0", 1)[0]
+            items.setdefault(item_id, Item(item_type, hidden, content_type))
+        return items
+
+    def references(self, kinds: frozenset[bytes]) -> list[tuple[bytes, int, list[int]]]:
+        """(kind, from item, to items) of the iref references of the given kinds."""
+        if self._iref is None:
+            return []
+        r, fmt = self._r, self._fmt
+        start, end = self._iref
+        version = box_body(r, start, end, 4, f"{fmt} iref box")[0] if end > start else 0
+        width = 2 if version == 0 else 4
+        references = []
+        for typ, s, e in boxes(r, start + 4, end, f"{fmt} iref"):
+            if typ not in kinds:
+                continue
+            what = f"{fmt} {fourcc_name(typ)}"
+            cursor = Cursor(box_body(r, s, e, MAX_TABLE, what), f"{what} reference")
+            source = cursor.uint(width)
+            targets = [cursor.uint(width) for _ in range(min(cursor.uint(2), cursor.left))]
+            r.spend(len(targets), f"{fmt} iref")
+            references.append((typ, source, targets))
+        return references
+
+    @cached_property
+    def properties(self) -> list[Property]:
+        if self._ipco is None:
+            return []
+        return list(boxes(self._r, *self._ipco, f"{self._fmt} ipco"))
+
+    @cached_property
+    def associations(self) -> dict[int, list[int]]:
+        """Item ID -> its property indexes (1-based, into `properties`), in ipma order."""
+        associations: dict[int, list[int]] = {}
+        for s, e in self._ipma:
+            data = box_body(self._r, s, e, MAX_TABLE, f"{self._fmt} ipma")
+            entries = _parse_ipma(data, self._fmt)
+            self._r.spend(len(entries), f"{self._fmt} ipma")
+            associations.update(entries)
+        return associations
+
+    def item_properties(self, item: int | None) -> list[Property] | None:
+        """The item's properties in the order they apply; None when it has no ipma entry."""
+        if item is None or item not in self.associations:
+            return None
+        props = self.properties
+        return [props[i - 1] for i in self.associations[item] if 0 < i <= len(props)]
+
+
+def _parse_ipma(data: bytes, fmt: str) -> dict[int, list[int]]:
+    cursor = Cursor(data, f"{fmt} ipma box")
     version = cursor.uint(1)
     flags = cursor.uint(3)
     associations: dict[int, list[int]] = {}
@@ -139,66 +248,3 @@ def _parse_ipma(data: bytes) -> dict[int, list[int]]:
                 indexes.append(cursor.uint(1) & 0x7F)
         associations.setdefault(item, indexes)
     return associations
-
-
-def _parse_auxl(r: Reader, start: int, end: int) -> list[tuple[int, list[int]]]:
-    """`auxl` references (from item, to items) of an iref box."""
-    version = box_body(r, start, end, 4, "AVIF iref box")[0] if end > start else 0
-    width = 2 if version == 0 else 4
-    references = []
-    for typ, s, e in boxes(r, start + 4, end, "AVIF iref"):
-        if typ != b"auxl":
-            continue
-        cursor = Cursor(box_body(r, s, e, MAX_TABLE, "AVIF auxl"), "AVIF auxl reference")
-        source = cursor.uint(width)
-        targets = [cursor.uint(width) for _ in range(min(cursor.uint(2), cursor.left))]
-        references.append((source, targets))
-    return references
-
-
-def primary_item(r: Reader, start: int, end: int) -> BmffImage:
-    """The primary item of a `meta` box."""
-    primary: int | None = None
-    props: list[tuple[bytes, int, int]] = []
-    associations: dict[int, list[int]] = {}
-    auxl: list[tuple[int, list[int]]] = []
-    for typ, s, e in boxes(r, start + 4, end, "AVIF meta"):
-        if typ == b"pitm":
-            cursor = Cursor(box_body(r, s, e, 8, "AVIF pitm"), "AVIF pitm box")
-            primary = cursor.uint(4 if cursor.uint(4) >> 24 else 2)
-        elif typ == b"iref":
-            auxl = _parse_auxl(r, s, e)
-        elif typ == b"iprp":
-            for t2, s2, e2 in boxes(r, s, e, "AVIF iprp"):
-                if t2 == b"ipco":
-                    props = list(boxes(r, s2, e2, "AVIF ipco"))
-                elif t2 == b"ipma":
-                    associations.update(_parse_ipma(box_body(r, s2, e2, MAX_TABLE, "AVIF ipma")))
-
-    def item_props(item: int | None) -> list[tuple[bytes, int, int]] | None:
-        if item is None or item not in associations:
-            return None
-        return [props[i - 1] for i in associations[item] if 0 < i <= len(props)]
-
-    image = BmffImage()
-    own = item_props(primary)
-    has_ispe, _ = apply_properties(r, image, own if own is not None else props)
-    if not has_ispe:
-        # Without usable associations the largest image is the best guess at the primary.
-        sizes = [_ispe(r, s, e) for typ, s, e in props if typ == b"ispe"]
-        if not sizes:
-            msg = "AVIF has no image size (ispe) property"
-            raise CorruptImage(msg)
-        image.width, image.height = max(sizes, key=lambda wh: wh[0] * wh[1])
-    for source, targets in auxl:
-        if primary is None or primary in targets:
-            source_props = item_props(source)
-            if source_props and apply_properties(r, BmffImage(), source_props)[1]:
-                image.alpha = True
-    return image
-
-
-def _ispe(r: Reader, start: int, end: int) -> tuple[int, int]:
-    cursor = Cursor(box_body(r, start, end, 12, "AVIF ispe"), "AVIF ispe property")
-    cursor.take(4)
-    return cursor.uint(4), cursor.uint(4)

@@ -8,6 +8,10 @@ from imgpipe.sniff.bmff import ftyp_brands
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _AVIF_MAJOR_BRANDS: Final = frozenset({b"avif", b"avis", b"mif1", b"msf1"})
+# pi_heif.as_plugin._is_supported_heif: the major brands pi-heif opens.
+_HEIF_MAJOR_BRANDS: Final = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
 _HEIF_BRANDS: Final = frozenset(
     {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1",
      b"mif2", b"avci"}
@@ -79,11 +83,17 @@ def identify(head: bytes) -> tuple[str | None, str]:
 def _identify_bmff(head: bytes) -> tuple[str | None, str]:
     major, brands = ftyp_brands(head)
     # Pillow's AVIF plugin only looks at files with these major brands, and libavif then
-    # wants avif or avis among the brands; anything else Pillow cannot open.
+    # wants avif or avis among the brands; Pillow hands any file it declines to the
+    # next plugin, pi-heif's, which looks at the major brand alone.
     if major in _AVIF_MAJOR_BRANDS and brands & {b"avif", b"avis"}:
         return "AVIF", ""
-    if brands & _HEIF_BRANDS or brands & {b"avif", b"avis"}:
-        return None, "HEIC"
+    if major in _HEIF_MAJOR_BRANDS:
+        return "HEIF", ""
+    brand = major.decode("ascii", "backslashreplace")
+    if brands & {b"avif", b"avis"}:
+        return None, f"AVIF with major brand '{brand}', which Pillow does not open"
+    if brands & _HEIF_BRANDS:
+        return None, f"HEIF with major brand '{brand}', which pi-heif does not open"
     if b"crx " in brands:
         return None, "Canon CR3 raw"
     if major == b"qt  ":
