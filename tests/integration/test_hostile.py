@@ -513,14 +513,17 @@ UNSUPPORTED = [
         "UnsupportedFormat", "PSD"),
     Bad("targa.jpg", lambda: encode(quadrants(40, 30), "TGA"), "UnsupportedFormat",
         denies="ICO"),
-    Bad("photo.heic.jpg", lambda: struct.pack(">I", 24) + b"ftypheic\0\0\0\0mif1heic" + bytes(64),
-        "UnsupportedFormat", "HEIC"),
+    Bad("sequence.heic", lambda: struct.pack(">I", 24) + b"ftypmsf1\0\0\0\0msf1hevc"
+        + struct.pack(">I", 8) + b"moov", "UnsupportedFormat", "sequence"),
     Bad("noise-1.jpg", lambda: random.Random(1).randbytes(1), "UnsupportedFormat"),
     Bad("noise-100.png", lambda: random.Random(100).randbytes(100), "UnsupportedFormat"),
     Bad("noise-5000.jpg", lambda: random.Random(5000).randbytes(5000), "UnsupportedFormat"),
 ]  # fmt: skip
 
 CORRUPT = [
+    # A HEIC brand and nothing after it: no primary image to render.
+    Bad("photo.heic.jpg", lambda: struct.pack(">I", 24) + b"ftypheic\0\0\0\0mif1heic" + bytes(64),
+        "CorruptImage", "HEIF"),
     # The sniffer does not check CRCs; Pillow does, at open: CorruptImage from Resize,
     # whose message says what is wrong (not "cannot identify image file <BytesIO...>").
     Bad("bad-ihdr-crc.png", lambda: raw_png(8, 8, 8, 2, bytes(8 * 25), ihdr_crc=0xDEADBEEF),

@@ -168,6 +168,8 @@ def test_given_heic_with_irot_imir_when_rendered_then_upright_as_photos_shows_it
     assert image.size == expected.size
     assert mean_difference(image, expected) < 1.5
     # and the facts say the stored size and the orientation applied
+    assert facts.orientation == orientation
+    assert (facts.width, facts.height) == source.size
     assert facts.oriented_size == expected.size
 
 

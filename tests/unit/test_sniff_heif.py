@@ -510,6 +510,20 @@ def test_given_transforms_when_sniffed_then_they_apply_in_ipma_order(
     assert ((facts.width, facts.height), facts.orientation) == (size, orientation)
 
 
+@pytest.mark.parametrize(
+    ("transforms", "size", "orientation"),
+    [((clap(64, 48),), (640, 480), 1), ((irot(1), clap(48, 64)), (640, 480), 8)],
+    ids=["clap", "irot1-clap"],
+)
+def test_given_clap_hiding_most_of_the_coded_picture_when_sniffed_then_coded_size_counts(
+    transforms: tuple[bytes, ...], size: tuple[int, int], orientation: int
+) -> None:
+    # Given a clean aperture keeping 1 % of the coded picture (libheif decodes it all)
+    facts = sniff_bytes(still(*transforms))
+    # Then the facts carry the coded size, so the pixel budget counts the real decode
+    assert ((facts.width, facts.height), facts.orientation) == (size, orientation)
+
+
 def test_given_huge_declared_size_when_sniffed_then_reported_from_the_first_block() -> None:
     # Given a 100000x100000 HEIC header in front of 4 MB of (fake) image data
     data = heif_file({1: (b"hvc1", coded(100_000, 100_000))}, tail=box(b"mdat", bytes(4 << 20)))

@@ -227,13 +227,24 @@ def _clap_size(cursor: Cursor) -> tuple[int, int]:
 def _decoded_size(
     size: tuple[int, int], transforms: list[tuple[bytes, int, int]]
 ) -> tuple[int, int]:
-    """The size libheif decodes to: ispe, cut by clap and turned by irot, in order."""
+    """The size libheif decodes to: ispe, cut by clap and turned by irot, in order.
+
+    Encoders use clap to trim the padding of the coded size (x265 codes at least 64x64),
+    a sliver of the picture. A clean aperture keeping less than half of the coded area
+    is not that: the decoder still allocates the whole coded picture before cutting, so
+    the coded size is reported and the pixel budget counts what is really decoded.
+    """
     width, height = size
+    coded = width * height
+    quarter_turns = 0
     for typ, a, b in transforms:
         if typ == b"clap":
             width, height = a, b
         elif typ == b"irot" and a % 2:
             width, height = height, width
+            quarter_turns += 1
+    if 2 * width * height < coded:
+        return size if quarter_turns % 2 == 0 else (size[1], size[0])
     return width, height
 
 
