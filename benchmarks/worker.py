@@ -5,8 +5,9 @@
 
 `once` is a fresh process for one image: it imports what the candidate needs, reads the
 image into memory, runs the candidate once and reports its peak RSS (the memory one
-invocation needs, interpreter included) and, with `--outputs`, writes the encoded
-outputs for the quality comparison.
+invocation needs, interpreter included) and its outputs' sizes and frame counts (an
+animation's rendition may be animated or a still); with `--outputs` it writes the
+encoded outputs for the quality comparison.
 
 `serve` is the timing process: one per candidate for a whole run, so a timed run never
 pays for imports, plugin registration or a first-use code path (an untimed warm-up run
@@ -255,8 +256,21 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _frames(data: bytes) -> int | None:
+    """How many frames an encoded output holds (1: a still); None if Pillow cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(getattr(image, "n_frames", 1))
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
 def _error(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
+    text = f"{type(exc).__name__}: {exc}".strip()
+    # libvips puts the cause last, after a line per failed seek: keep both ends.
+    return text if len(text) <= 300 else f"{text[:100]} ... {text[-195:]}"
 
 
 def once(candidate: str, image: Path, outputs: Path | None) -> dict[str, Any]:
@@ -269,9 +283,10 @@ def once(candidate: str, image: Path, outputs: Path | None) -> dict[str, Any]:
         produced, timing = _timed(run)
         result["rss_peak_kb"] = _peak_rss_kb()
         result["cold"] = {"cpu_ms": timing[0], "wall_ms": timing[1]}
+        # Counted after the peak was read: opening the outputs must not add to it.
         result["outputs"] = [
             {"name": o.name, "format": o.format, "width": o.width, "height": o.height}
-            | {"bytes": len(o.data)}
+            | {"bytes": len(o.data), "frames": _frames(o.data)}
             for o in produced
         ]
         if outputs is not None:

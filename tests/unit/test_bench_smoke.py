@@ -1,7 +1,8 @@
 """Smoke test of the benchmark (`make bench`): it runs end to end and writes its results.
 
 Two tiny generated images, one round, one cold-start run, the way `make bench` runs it
-(`python -m benchmarks.run` from the repository root). No timing is asserted: only that
+(`python -m benchmarks.run` from the repository root), plus the benchmark's own
+generated HEIC and animation in their --quick sizes. No timing is asserted: only that
 every stage ran and the result file has the shape the docs describe. libvips candidates
 run when pyvips is installed (`make bench` installs it) and are skipped otherwise.
 """
@@ -80,7 +81,8 @@ def test_given_two_tiny_images_when_benchmarked_then_result_files_are_well_forme
         expected |= {"libvips-300", "libvips-set"}
     floors = {"floor-300", "floor-set"}
     assert result["schema"] == 1
-    assert {i["name"] for i in result["images"]} == {"sideways.jpg", "brand/logo.png"}
+    folder = {i["name"] for i in result["images"] if i["group"] in ("photo", "other")}
+    assert folder == {"sideways.jpg", "brand/logo.png"}
     assert set(result["settings"]["candidates"]) == expected
     for name in ("sideways.jpg", "brand/logo.png"):
         per = result["summary"][name]
@@ -115,6 +117,32 @@ def test_given_two_tiny_images_when_benchmarked_then_result_files_are_well_forme
         }
         assert checks[candidate]["alpha_ok"]["failed"] == []
 
+    # ... the generated HEIC and long animation ran through our default set, with real
+    # figures beside the run's JPEGs ...
+    generated = {i["group"]: i for i in result["images"] if i["group"] in ("heic", "animation")}
+    assert generated["heic"]["format"] == "HEIF"
+    assert generated["animation"]["format"] == "GIF"
+    assert generated["animation"]["frames"] > 1
+    new = result["heic_and_animation"]
+    assert [e["image"] for e in new["inputs"]] == [
+        generated["heic"]["name"],
+        generated["animation"]["name"],
+    ]
+    assert new["baseline"]["images"] == ["sideways.jpg"]
+    for entry in new["inputs"]:
+        ours = entry["ours"]
+        for figure in ("cpu_ms", "wall_ms", "cpu_ms_per_mp", "peak_rss_mb", "output_bytes"):
+            assert ours[figure] > 0, (entry["image"], figure)
+        assert ours["outputs"] == 6
+        assert entry["vs_jpeg"]["cpu_ms_per_mp"] > 0
+        # ... every other candidate reported, whether it could decode the input or not ...
+        assert set(entry["candidates"]) == expected | floors
+        assert all(c["result"] for c in entry["candidates"].values())
+    heic = new["inputs"][0]
+    assert heic["candidates"]["seed"]["result"].startswith("cannot decode")
+    assert "cpu_ms" not in heic["candidates"]["seed"]
+    assert heic["candidates"]["imgpipe-300"]["cpu_ms"] > 0
+
     # ... the cold starts, the targets and a cost estimate are there ...
     variants = result["coldstart"]["variants"]
     assert {"bare", "validate", "resize", "store", "resize-no-xray"} <= set(variants)
@@ -125,5 +153,15 @@ def test_given_two_tiny_images_when_benchmarked_then_result_files_are_well_forme
 
     # ... and the markdown summary has its tables.
     markdown = (out / "latest.md").read_text()
-    for heading in ("## Targets", "## Quality", "## Cold start", "## Cost per million images"):
+    for heading in (
+        "## Targets",
+        "## HEIC and long animation beside the JPEG photos",
+        "## HEIC and long animation: every candidate",
+        "## Quality",
+        "## Cold start",
+        "## Cost per million images",
+    ):
         assert heading in markdown
+    for entry in new["inputs"]:
+        assert f"| {entry['image']} | " in markdown
+    assert "| JPEG images (no photo >= 4 MP in this run), median of 1 | " in markdown
