@@ -95,6 +95,9 @@ class Limits:
     # which decides how far a JPEG can be decoded at reduced scale.
     decode_memory_mb: int = 1024
     largest_rendition: int = 2048
+    # The animated-rendition cap, for the memory estimate: 0 when no rendition can move
+    # (no WebP output, or the cap is 0).
+    max_animated_pixels: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ def _limits(env: _Env) -> Limits:
         ),
         default=2048,
     )
+    webp_output = "webp" in env.text("OUTPUT_FORMATS", "webp,jpeg").lower()
     return Limits(
         max_bytes=env.integer("MAX_SOURCE_BYTES", 50 * 1024 * 1024, minimum=1),
         max_pixels=env.integer("MAX_SOURCE_PIXELS", 80_000_000, minimum=1),
@@ -165,7 +169,12 @@ def _limits(env: _Env) -> Limits:
         decode_memory_mb=env.integer("DECODE_MEMORY_MB", 1024, minimum=128),
         largest_rendition=largest,
         allowed_formats=formats,
+        max_animated_pixels=_max_animated_pixels(env) if webp_output else 0,
     )
+
+
+def _max_animated_pixels(env: _Env) -> int:
+    return env.integer("MAX_ANIMATED_RENDITION_PIXELS", 200_000_000, minimum=0)
 
 
 def parse_renditions(
@@ -267,6 +276,9 @@ def _render_settings(env: _Env, limits: Limits) -> RenderSettings:
         background=_background(env),
         allow_upscale=env.boolean("ALLOW_UPSCALE", default=False),
         max_pixels=limits.max_pixels,
+        max_frames=limits.max_frames,
+        max_animation_pixels=limits.max_animation_pixels,
+        max_animated_pixels=_max_animated_pixels(env),
     )
 
 

@@ -20,6 +20,10 @@ OUTPUT_FORMATS: dict[str, tuple[str, str]] = {
 
 # Source formats the pipeline knows how to read, as Pillow names them.
 SOURCE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "AVIF", "HEIF")
+# Sources whose frames are an animation (APNG is a PNG). TIFF pages and HEIF images are
+# separate pictures, and AVIF sequences are rendered as their first frame
+# (docs/imaging.md).
+ANIMATED_SOURCES: frozenset[str] = frozenset({"GIF", "WEBP", "PNG"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,14 @@ class RenderSettings:
     background: tuple[int, int, int] = (255, 255, 255)
     allow_upscale: bool = False
     max_pixels: int = 80_000_000
+    # The animation budgets of `config.Limits`, enforced again on what the decoder
+    # reports: a header the sniffer misread must not make resize animate past them.
+    max_frames: int = 500
+    max_animation_pixels: int = 1_000_000_000
+    # A WebP rendition of an animated source moves while its frames x width x height
+    # stays within this; larger ones, and every other format, carry the first frame.
+    # docs/limits.md.
+    max_animated_pixels: int = 200_000_000
     # WebP `method` (0 fastest .. 6 smallest); see docs/imaging.md for the measurements.
     webp_method: int = 4
     # AVIF `speed` (0 slowest/smallest .. 10 fastest).
@@ -66,8 +78,9 @@ class RenderSettings:
         """Names the files these settings make: equal fingerprints, equal renditions.
 
         The manifest records it, so renditions made with an earlier set (a new size, a
-        new format, another quality) can be found and made again. The pixel budget is
-        left out: it decides what is rendered, not what a rendition looks like.
+        new format, another quality) can be found and made again. The pixel and frame
+        budgets are left out: they decide what is rendered, not what a rendition looks
+        like. The animation cap is in: it decides whether a rendition moves.
         """
         shape = {
             "renditions": [[r.name, r.size, r.format, r.quality] for r in self.renditions],
@@ -75,6 +88,7 @@ class RenderSettings:
             "allow_upscale": self.allow_upscale,
             "webp_method": self.webp_method,
             "avif_speed": self.avif_speed,
+            "max_animated_pixels": self.max_animated_pixels,
         }
         canonical = json.dumps(shape, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
@@ -103,6 +117,11 @@ class ImageFacts:
         return self.width * self.height
 
     @property
+    def animated(self) -> bool:
+        """A GIF, WebP or APNG of more than one frame: its WebP renditions can move."""
+        return self.format in ANIMATED_SOURCES and self.frames > 1
+
+    @property
     def oriented_size(self) -> tuple[int, int]:
         """Width and height after the EXIF orientation is applied (5-8 swap sides)."""
         if self.orientation in (5, 6, 7, 8):
@@ -118,3 +137,18 @@ class RenderedImage:
     data: bytes = field(repr=False)
     width: int
     height: int
+    frames: int = 1
+    # Animated renditions only: the total display time and the play count (0 = forever).
+    duration_ms: int | None = None
+    loop: int | None = None
+    # Why a rendition of an animated source (or an AVIF sequence) is its first frame
+    # only: one of the `STILL_*` codes below.
+    still_reason: str | None = None
+
+
+# Reasons a rendition of an animated source carries its first frame only.
+STILL_FORMAT = "OutputFormat"
+STILL_BUDGET = "MaxAnimatedRenditionPixels"
+# An AVIF image sequence: Pillow reports no repetition count for it, so the loop could
+# not be kept (docs/imaging.md).
+STILL_SOURCE = "SourceFormat"

@@ -28,6 +28,20 @@ def test_defaults_give_three_sizes_in_webp_and_jpeg() -> None:
     assert config.render.allow_upscale is False
     assert config.render.background == (255, 255, 255)
     assert [r.filename for r in config.render.renditions][:2] == ["thumb.webp", "thumb.jpg"]
+    assert config.render.max_animated_pixels == 200_000_000
+    # the header budgets reach the decoder too
+    assert (config.render.max_frames, config.render.max_animation_pixels) == (500, 1_000_000_000)
+
+
+def test_animated_cap_reaches_validates_memory_estimate_only_with_webp_output() -> None:
+    # Given the cap set, with and without a WebP rendition
+    with_webp = validate_config({**BASE, "MAX_ANIMATED_RENDITION_PIXELS": "1000"})
+    without = validate_config(
+        {**BASE, "MAX_ANIMATED_RENDITION_PIXELS": "1000", "OUTPUT_FORMATS": "jpeg,avif"}
+    )
+    # Then validate budgets an animated pass only when a rendition can move
+    assert with_webp.limits.max_animated_pixels == 1000
+    assert without.limits.max_animated_pixels == 0
 
 
 def test_the_fingerprint_names_what_the_renditions_look_like() -> None:
@@ -42,6 +56,8 @@ def test_the_fingerprint_names_what_the_renditions_look_like() -> None:
             ("WEBP_QUALITY", "81"),
             ("BACKGROUND_COLOR", "#000000"),
             ("ALLOW_UPSCALE", "true"),
+            # still or animated
+            ("MAX_ANIMATED_RENDITION_PIXELS", "0"),
         )
     ]
     # Then a budget leaves it alone, and anything that changes a file changes it
@@ -83,6 +99,8 @@ def test_custom_set_with_avif_and_background() -> None:
         ("JPEG_QUALITY", "101"),
         ("JPEG_QUALITY", "high"),
         ("ALLOW_UPSCALE", "maybe"),
+        ("MAX_ANIMATED_RENDITION_PIXELS", "-1"),
+        ("MAX_ANIMATED_RENDITION_PIXELS", "2e8"),
         ("BACKGROUND_COLOR", "white"),
         ("OUTPUT_BUCKET", "Not_A_Bucket"),
         ("OUTPUT_PREFIX", "a/../b"),

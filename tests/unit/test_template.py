@@ -213,6 +213,7 @@ def test_function_environments_are_exactly_what_each_function_reads(cfn: dict[st
         "WEBP_QUALITY": {"Ref": "WebpQuality"},
         "AVIF_QUALITY": {"Ref": "AvifQuality"},
         "ALLOW_UPSCALE": {"Ref": "AllowUpscale"},
+        "MAX_ANIMATED_RENDITION_PIXELS": {"Ref": "MaxAnimatedRenditionPixels"},
         "BACKGROUND_COLOR": {"Ref": "BackgroundColor"},
     }
     limits = {
@@ -260,6 +261,7 @@ def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None
             "WebpQuality",
             "AvifQuality",
             "AllowUpscale",
+            "MaxAnimatedRenditionPixels",
             "BackgroundColor",
             "CacheControl",
             "InputKeyPrefix",
@@ -280,6 +282,7 @@ def test_parameter_defaults_are_the_documented_ones(sam: dict[str, Any]) -> None
         "WebpQuality": "80",
         "AvifQuality": "60",
         "AllowUpscale": "false",
+        "MaxAnimatedRenditionPixels": "200000000",
         "BackgroundColor": "#ffffff",
         "CacheControl": "public, max-age=31536000",
         "InputKeyPrefix": "",
@@ -330,6 +333,10 @@ def test_default_environment_is_accepted_by_the_functions_config(
     assert validate.limits.largest_rendition == 2048
     assert resize.limits.max_animation_pixels == 1_000_000_000
     assert len(resize.render.renditions) == 6
+    # the animated-rendition cap reaches both: resize renders with it, validate
+    # fingerprints it and budgets the memory of an animated pass with it
+    assert resize.render.max_animated_pixels == 200_000_000
+    assert validate.limits.max_animated_pixels == resize.limits.max_animated_pixels
     assert resize.input_prefix == ""
     assert store.output.bucket == "imgpipe-output-0123abcd"
     assert forget.output == store.output == resize.output == validate.output
