@@ -32,6 +32,19 @@ _DECODER_COPIES = {"WEBP": 2}
 _WORKING_COPIES = 3
 # The Python runtime, boto3, Powertools and Pillow before any image is opened.
 RUNTIME_MB = 120
+# Animated renditions (imgpipe.animation) are made frame by frame, one pass over the
+# source each. A pass holds the decoder's composited frame and its disposal copy, the
+# working and premultiplied copies, the resized frame, and libwebp's three canvases and
+# candidate pictures: measured 8-14 x the source frame in RGBA bytes, whatever its mode.
+_ANIMATED_FRAME_COPIES = 14
+# Encoded animated WebP at quality 80, bytes per pixel of every frame: 0.01-0.15
+# measured on drawn, corpus and video-like animations, 0.55 on pure noise. The
+# estimate takes the noise: an upload built to blow the memory must be refused, not
+# retried until the execution fails.
+_ANIMATED_BYTES_PER_PIXEL = 0.6
+# libwebp's encoded frames, the assembled file and Python's copy of it (measured:
+# 2.3 x the output at the peak).
+_ANIMATED_OUTPUT_COPIES = 3
 
 
 def jpeg_draft_scale(facts: ImageFacts, largest_rendition: int) -> int:
@@ -58,10 +71,43 @@ def decode_bytes(facts: ImageFacts, largest_rendition: int) -> int:
     return width * height * per_pixel * _DECODER_COPIES.get(facts.format, 1)
 
 
-def peak_memory_mb(facts: ImageFacts, largest_rendition: int) -> float:
-    """Estimated peak memory of the resize function for this image."""
+def animated_bytes(facts: ImageFacts, max_animated_pixels: int) -> int:
+    """Working memory of one animated rendition's pass over the source.
+
+    The largest animated rendition has at most `max_animated_pixels` (frames x width x
+    height), and never more than the source itself.
+    """
+    frame = facts.pixels * 4
+    output = min(max_animated_pixels, facts.frames * facts.pixels) * _ANIMATED_BYTES_PER_PIXEL
+    return ceil(frame * _ANIMATED_FRAME_COPIES + output * _ANIMATED_OUTPUT_COPIES)
+
+
+def peak_memory_mb(
+    facts: ImageFacts, largest_rendition: int, max_animated_pixels: int = 0
+) -> float:
+    """Estimated peak memory of the resize function for this image.
+
+    For an animation whose renditions can move (`max_animated_pixels` > 0) it is the
+    larger of the first frame's decode and an animated pass; the two never overlap.
+    """
     working = decode_bytes(facts, largest_rendition) * _WORKING_COPIES
+    if facts.animated and max_animated_pixels > 0:
+        working = max(working, animated_bytes(facts, max_animated_pixels))
     return RUNTIME_MB + working / (1024 * 1024)
+
+
+def check_frames(facts: ImageFacts, max_frames: int, max_animation_pixels: int) -> None:
+    """Refuse an animation over the frame budgets; never render it as its first frame."""
+    if facts.frames > max_frames:
+        msg = f"the animation has more than {max_frames} frames"
+        raise TooManyFrames(msg)
+    if facts.frames > 1 and facts.frames * facts.pixels > max_animation_pixels:
+        msg = (
+            f"{facts.frames} frames of {facts.width}x{facts.height} are "
+            f"{facts.frames * facts.pixels} pixels; the animation budget is "
+            f"{max_animation_pixels}"
+        )
+        raise DecodeTooLarge(msg)
 
 
 def check_budgets(facts: ImageFacts, limits: Limits) -> None:
@@ -72,17 +118,8 @@ def check_budgets(facts: ImageFacts, limits: Limits) -> None:
             f"the limit is {limits.max_pixels}"
         )
         raise TooManyPixels(msg)
-    if facts.frames > limits.max_frames:
-        msg = f"the animation has more than {limits.max_frames} frames"
-        raise TooManyFrames(msg)
-    if facts.frames > 1 and facts.frames * facts.pixels > limits.max_animation_pixels:
-        msg = (
-            f"{facts.frames} frames of {facts.width}x{facts.height} are "
-            f"{facts.frames * facts.pixels} pixels; the animation budget is "
-            f"{limits.max_animation_pixels}"
-        )
-        raise DecodeTooLarge(msg)
-    needed = peak_memory_mb(facts, limits.largest_rendition)
+    check_frames(facts, limits.max_frames, limits.max_animation_pixels)
+    needed = peak_memory_mb(facts, limits.largest_rendition, limits.max_animated_pixels)
     if needed > limits.decode_memory_mb:
         msg = (
             f"decoding {facts.width}x{facts.height} {facts.mode or facts.format} needs about "

@@ -17,6 +17,8 @@ Flow of `render`:
 5. Convert each resized image to sRGB (ImageCms when the source embeds a profile).
 6. Per rendition: composite onto the background for JPEG, apply the EXIF orientation
    to the small result, drop every piece of metadata and encode.
+7. An animation's WebP renditions that move are made frame by frame afterwards, by
+   `imgpipe.animation`, once the first frame's decode is released.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import os
 import re
 import struct
 import warnings
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
+from imgpipe.budget import check_frames
 from imgpipe.colour import nclx_profile, srgb_converter
 from imgpipe.errors import CorruptImage, ImageRejected, TooManyPixels, UnsupportedFormat
 from imgpipe.sniff import BytesSource, sniff
@@ -48,7 +51,7 @@ from imgpipe.specs import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from PIL.ImageFile import ImageFile
 
@@ -165,8 +168,12 @@ def render(
     `source_format` is the Pillow format name the header sniffer found; only that
     decoder is tried. Without it, any of `specs.SOURCE_FORMATS` is accepted.
 
-    Raises `UnsupportedFormat`, `TooManyPixels` or `CorruptImage` for bad input. Any
-    other exception is a bug or a misconfiguration (e.g. an unknown output format).
+    Raises `UnsupportedFormat`, `TooManyPixels`, `CorruptImage`, `TooManyFrames` or
+    `DecodeTooLarge` for bad input. Any other exception is a bug or a misconfiguration
+    (e.g. an unknown output format).
+
+    An animated GIF, WebP or APNG gets animated WebP renditions from `imgpipe.animation`
+    (up to `settings.max_animated_pixels`); every other rendition is the first frame.
 
     `span(name)` wraps the "decode", "resize" and "encode" stages; callers use it for
     timings and trace subsegments without this module knowing about either.
@@ -175,24 +182,53 @@ def render(
         _check_spec(spec)
     formats = _decoder_formats(source_format)
     _keep_pixel_blocks()
-    # Pillow's own guard is kept and set to the configured budget, so the two limits
-    # agree (its default, ~89.5 Mpx, would silently cap a larger budget). Pillow only
-    # *warns* between the limit and twice that; a warning would let a near-bomb through,
-    # so inside this block it is raised like the error. Both settings are process-global
-    # while active, which is fine for one-request-at-a-time Lambda.
+    with _pixel_budget(settings.max_pixels), span("decode"):
+        facts, decoded = _decode(data, settings, formats)
+    # The budgets validate applied to the header, again on what the decoder counted.
+    check_frames(facts, settings.max_frames, settings.max_animation_pixels)
+    # The animation path builds on this module's decoding helpers; imported here, not
+    # at the top, so that the two modules do not import each other while loading.
+    from imgpipe import animation
+
+    moving = animation.animated_plans(facts, settings)
+    stills = tuple(spec for spec, plan in zip(settings.renditions, moving, strict=True) if not plan)
+    made_still = iter(_derive(decoded, facts, replace(settings, renditions=stills), span))
+    # The first frame's decode is released before any animation pass begins.
+    del decoded
+    made_moving: Iterator[RenderedImage] = iter(())
+    if len(stills) < len(moving):
+        with _pixel_budget(settings.max_pixels), span("animate"):
+            animated = [plan for plan in moving if plan]
+            made_moving = iter(animation.render_animated(data, formats, facts, animated, settings))
+    rendered = []
+    for plan in moving:
+        item = next(made_moving) if plan else next(made_still)
+        reason = animation.still_reason(facts, item.spec, (item.width, item.height), settings)
+        rendered.append(replace(item, still_reason=reason))
+    return facts, rendered
+
+
+@contextmanager
+def _pixel_budget(max_pixels: int) -> Iterator[None]:
+    """Pillow's decompression-bomb guard set to the configured budget, as an error.
+
+    Its default (~89.5 Mpx) would silently cap a larger budget, so the two limits are
+    made to agree. Pillow only *warns* between the limit and twice that; a warning
+    would let a near-bomb through, so inside this block it is raised like the error.
+    Both settings are process-global while active, which is fine for
+    one-request-at-a-time Lambda.
+    """
     pillow_limit = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        Image.MAX_IMAGE_PIXELS = settings.max_pixels
+        Image.MAX_IMAGE_PIXELS = max_pixels
         try:
-            with span("decode"):
-                facts, decoded = _decode(data, settings, formats)
+            yield
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             msg = f"image is larger than the pixel budget: {exc}"
             raise TooManyPixels(msg) from exc
         finally:
             Image.MAX_IMAGE_PIXELS = pillow_limit
-    return facts, _derive(decoded, facts, settings, span)
 
 
 # --------------------------------------------------------------------------- decoding

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from imgpipe.budget import check_budgets, jpeg_draft_scale, peak_memory_mb
@@ -19,6 +21,7 @@ LIMITS = Limits(
     max_animation_pixels=100_000_000,
     decode_memory_mb=1024,
     largest_rendition=2048,
+    max_animated_pixels=200_000_000,
 )
 
 
@@ -42,6 +45,8 @@ def test_a_50_megapixel_jpeg_fits_the_default_resize_function() -> None:
         (ImageFacts("GIF", 100, 100, mode="P", frames=501), TooManyFrames),
         (ImageFacts("GIF", 2_000, 2_000, mode="P", frames=30), DecodeTooLarge),
         (ImageFacts("PNG", 8_000, 8_000, mode="RGBA", bit_depth=16), DecodeTooLarge),
+        # a pass over 4000 x 4000 frames needs ~1 GB, the first frame alone ~170 MB
+        (ImageFacts("GIF", 4_000, 4_000, mode="P", frames=6), DecodeTooLarge),
     ],
 )
 def test_over_budget_headers_are_rejected_with_a_reason(
@@ -79,3 +84,36 @@ def test_disjoint_prefixes_in_one_bucket_or_two_buckets_are_fine() -> None:
     source = SourceRef("shared", "in/cat.jpg", 10)
     refuse_recursion(source, _resize_config("shared", "out/", "in/"))
     refuse_recursion(source, _resize_config("other", "", ""))
+
+
+def test_an_animation_that_fits_as_a_still_but_not_animated_is_refused_not_flattened() -> None:
+    # Given 15 frames of 6000 x 6000 (within the frame, pixel and animation budgets)
+    facts = ImageFacts("GIF", 6000, 6000, mode="P", frames=15)
+    limits = replace(LIMITS, max_animation_pixels=1_000_000_000)
+    # Then its first frame fits the function and an animated pass over it does not
+    assert peak_memory_mb(facts, 2048) < limits.decode_memory_mb
+    assert peak_memory_mb(facts, 2048, limits.max_animated_pixels) > limits.decode_memory_mb
+    # So it is refused with the reason, never rendered as its first frame instead
+    with pytest.raises(DecodeTooLarge, match="MB"):
+        check_budgets(facts, limits)
+    # And where no rendition can move (no WebP output, or a cap of 0) it renders
+    check_budgets(facts, replace(limits, max_animated_pixels=0))
+
+
+def test_the_animated_estimate_covers_the_measured_peaks() -> None:
+    # Peak growth of render() measured in a warm interpreter (docs/limits.md), which
+    # itself holds ~40 MiB with Pillow and imgpipe loaded, against the whole estimate
+    measured_mib = {
+        ImageFacts("GIF", 640, 480, mode="P", frames=500): 27,
+        ImageFacts("GIF", 2000, 2000, mode="P", frames=10): 160,
+        ImageFacts("PNG", 1500, 1500, mode="RGBA", frames=10): 106,
+        ImageFacts("WEBP", 1500, 1500, mode="RGBA", frames=10): 118,
+        ImageFacts("WEBP", 1920, 1080, mode="RGB", frames=50): 103,
+        ImageFacts("WEBP", 3840, 2160, mode="RGB", frames=20): 247,
+        # pure noise: a 30 MB source, 26 MB of animated output
+        ImageFacts("WEBP", 1024, 768, mode="RGB", frames=60): 161,
+    }
+    for facts, grown in measured_mib.items():
+        assert peak_memory_mb(facts, 2048, 200_000_000) >= grown + 40, facts
+        # A still decode of the same header would not have covered most of them
+        assert peak_memory_mb(facts, 2048) < peak_memory_mb(facts, 2048, 200_000_000)
