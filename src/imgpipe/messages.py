@@ -8,7 +8,7 @@ input into a typed object at the edge and return plain dicts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from imgpipe.claims import SourceIdentity
@@ -107,13 +107,29 @@ class RenditionRecord:
     height: int
     bytes: int
     content_type: str
+    frames: int = 1
+    # Animated renditions only: total display time and play count (0 = forever).
+    duration_ms: int | None = None
+    loop: int | None = None
+    # A rendition of an animated source that is its first frame says why
+    # (`OutputFormat`, `MaxAnimatedRenditionPixels`, or `SourceFormat` for an AVIF
+    # sequence).
+    still_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> RenditionRecord:
-        return cls(**{f.name: _require(payload, f.name) for f in fields(cls)})
+        # Fields with a default came later (the animation ones): a record written
+        # without them is a still.
+        return cls(
+            **{
+                f.name: _require(payload, f.name) if f.default is MISSING else payload[f.name]
+                for f in fields(cls)
+                if f.default is MISSING or f.name in payload
+            }
+        )
 
 
 @dataclass(frozen=True)

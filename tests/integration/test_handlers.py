@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
-from imgpipe.errors import UnsupportedFormat
+from imgpipe.errors import ImageRejected, UnsupportedFormat
 from imgpipe.local.runner import reset_powertools_logger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,4 +227,105 @@ def test_store_refuses_to_write_a_manifest_for_missing_renditions(aws: Any) -> N
     }
     with pytest.raises(RenditionMissing):
         load("store").handler(payload, FakeContext())
+    assert "Contents" not in aws.list_objects_v2(Bucket=OUT)
+
+
+def animated_gif(frames: int, size: tuple[int, int] = (128, 64)) -> bytes:
+    """A moving bar: every frame differs; durations 40, 50, 60 ms in turn."""
+    images = []
+    for i in range(frames):
+        image = Image.new("RGB", size, (250, 250, 250))
+        image.paste((230, 30, 30), (i * 4, 10, i * 4 + 20, 50))
+        images.append(image)
+    out = io.BytesIO()
+    images[0].save(
+        out,
+        "GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=[40 + 10 * (i % 3) for i in range(frames)],
+        loop=0,
+    )
+    return out.getvalue()
+
+
+def resize_and_store(aws: Any, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    verdict = load("validate").handler(event_for(aws, key), FakeContext())
+    resized = load("resize").handler(
+        {"source": verdict["source"], "image": verdict["image"], "execution": EXECUTION},
+        FakeContext(),
+    )
+    load("store").handler(
+        {
+            "source": verdict["source"],
+            "image": resized["image"],
+            "renditions": resized["renditions"],
+            "execution": EXECUTION,
+        },
+        FakeContext(),
+    )
+    manifest = json.loads(aws.get_object(Bucket=OUT, Key=f"{key}/manifest.json")["Body"].read())
+    return resized, manifest
+
+
+def test_animated_gif_renditions_record_frames_duration_and_loop(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a 24-frame GIF, and a cap that lets the 64-pixel rendition move but not the
+    # 128-pixel one (24 x 128 x 64 = 196,608 animated pixels)
+    monkeypatch.setenv("MAX_ANIMATED_RENDITION_PIXELS", "100000")
+    aws.put_object(Bucket=IN, Key="e/bar.gif", Body=animated_gif(24))
+    # When validate, resize and store run
+    resized, manifest = resize_and_store(aws, "e/bar.gif")
+    # Then the manifest and resize's output say which renditions move, how long and how
+    # often, and why the others are the first frame
+    records = {(r["name"], r["format"]): r for r in manifest["renditions"]}
+    assert manifest["renditions"] == resized["renditions"]
+    assert manifest["image"]["frames"] == 24
+    small = records["small", "WEBP"]
+    assert (small["frames"], small["duration_ms"], small["loop"]) == (24, 24 * 50, 0)
+    assert small["still_reason"] is None
+    assert (records["big", "WEBP"]["frames"], records["big", "WEBP"]["still_reason"]) == (
+        1,
+        "MaxAnimatedRenditionPixels",
+    )
+    for name in ("small", "big"):
+        jpeg = records[name, "JPEG"]
+        assert (jpeg["frames"], jpeg["duration_ms"], jpeg["still_reason"]) == (
+            1,
+            None,
+            "OutputFormat",
+        )
+    # And the stored files are what the records say
+    for record in manifest["renditions"]:
+        body = aws.get_object(Bucket=OUT, Key=record["key"])["Body"].read()
+        with Image.open(io.BytesIO(body)) as image:
+            assert getattr(image, "n_frames", 1) == record["frames"]
+            assert image.size == (record["width"], record["height"])
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "code"),
+    [("MAX_FRAMES", "10", "TooManyFrames"), ("MAX_ANIMATION_PIXELS", "98303", "DecodeTooLarge")],
+)
+def test_resize_refuses_an_animation_over_its_budget_by_code(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, code: str
+) -> None:
+    # Given a 12-frame 128 x 64 GIF (98,304 animation pixels), validated with defaults
+    aws.put_object(Bucket=IN, Key="f/long.gif", Body=animated_gif(12))
+    verdict = load("validate").handler(event_for(aws, "f/long.gif"), FakeContext())
+    assert verdict["image"]["frames"] == 12
+    # When resize runs under a budget one short: on validate's facts, and on facts that
+    # claim fewer frames than the file has (Pillow counts them again)
+    monkeypatch.setenv(variable, value)
+    resize = load("resize")
+    for frames in (12, 2):
+        image = {**verdict["image"], "frames": frames}
+        # Then it is refused with the rejection's code, not flattened; nothing is written
+        with pytest.raises(ImageRejected) as refused:
+            resize.handler(
+                {"source": verdict["source"], "image": image, "execution": EXECUTION},
+                FakeContext(),
+            )
+        assert type(refused.value).__name__ == code
     assert "Contents" not in aws.list_objects_v2(Bucket=OUT)

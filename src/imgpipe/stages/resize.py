@@ -106,6 +106,10 @@ def render_upload(
             height=item.height,
             bytes=len(item.data),
             content_type=item.spec.content_type,
+            frames=item.frames,
+            duration_ms=item.duration_ms,
+            loop=item.loop,
+            still_reason=item.still_reason,
         )
         for item in rendered
     )
