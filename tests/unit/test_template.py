@@ -348,6 +348,30 @@ def test_default_environment_is_accepted_by_the_functions_config(
     assert states == {"imgpipe-SourceStateTable-1A2B3C"}
 
 
+def test_the_local_cloud_hands_the_animation_cap_to_validate_and_resize() -> None:
+    from imgpipe.local.template import Template
+
+    def environments(overrides: dict[str, str]) -> dict[str, dict[str, str]]:
+        template = Template(TEMPLATE, overrides)
+        # names for the resources, as the local cloud gives them when it creates them
+        template.resolver.physical.update(
+            {logical: f"local-{logical.lower()}" for logical in template.data["Resources"]}
+        )
+        return {name: spec.environment for name, spec in template.functions().items()}
+
+    # Given the template as the local cloud deploys it, with the cap overridden
+    env = environments({"MaxAnimatedRenditionPixels": "0"})
+    # When resize and validate parse their environment
+    resize = resize_config(env["ResizeFunction"])
+    validate = validate_config(env["ValidateFunction"])
+    # Then no rendition moves, and validate fingerprints exactly what resize renders
+    assert resize.render.max_animated_pixels == 0
+    assert validate.render_fingerprint == resize.render.fingerprint
+    default = resize_config(environments({})["ResizeFunction"])
+    assert default.render.max_animated_pixels == 200_000_000
+    assert default.render.fingerprint != resize.render.fingerprint
+
+
 @pytest.mark.parametrize("logical", FUNCTIONS)
 def test_every_function_refuses_to_start_without_the_state_table(
     sam: dict[str, Any], cfn: dict[str, Any], logical: str
