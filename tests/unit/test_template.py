@@ -171,7 +171,7 @@ def test_functions_run_app_handler_from_their_own_folder(sam: dict[str, Any]) ->
 
 
 def test_memory_and_timeouts_are_parameters_with_the_agreed_defaults(sam: dict[str, Any]) -> None:
-    want = {"Validate": (256, 15), "Resize": (1024, 60), "Store": (256, 15)}
+    want = {"Validate": (256, 15), "Resize": (1024, 180), "Store": (256, 15)}
     for name, (memory, timeout) in want.items():
         props = sam["Resources"][f"{name}Function"]["Properties"]
         assert props["MemorySize"] == {"Ref": f"{name}MemorySize"}
