@@ -42,10 +42,14 @@ def _console() -> Console:
 
 
 def _summarise(renditions: list[dict[str, Any]]) -> str:
-    """`thumb 320x213 webp+jpeg` lines, one per rendition size."""
+    """`thumb 320x213 webp+jpeg` lines, one per rendition size; an animated encoding
+    says so (`webp (24 frames)+jpeg`)."""
     sizes: dict[tuple[str, int, int], list[str]] = {}
     for r in renditions:
-        sizes.setdefault((r["name"], r["width"], r["height"]), []).append(r["format"].lower())
+        label = r["format"].lower()
+        if (r.get("frames") or 1) > 1:
+            label += f" ({r['frames']} frames)"
+        sizes.setdefault((r["name"], r["width"], r["height"]), []).append(label)
     return "\n".join(f"{n} {w}x{h} {'+'.join(f)}" for (n, w, h), f in sizes.items())
 
 
