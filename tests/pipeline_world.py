@@ -317,6 +317,7 @@ class World:
                 execution=execution,
                 lease_s=60,
                 settings=result.to_dict()["settings"],
+                placeholder=result.placeholder,
             )
         )
         return outcome.to_dict()

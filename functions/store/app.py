@@ -45,6 +45,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             execution=event["execution"],
             lease_s=lease_of(context),
             settings=event.get("settings"),
+            placeholder=event.get("placeholder"),
         )
     count_outcome(metrics, outcome.status, outcome.reason)
     logger.info("stored", extra={"manifest": outcome.manifest})

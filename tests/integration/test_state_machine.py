@@ -7,12 +7,15 @@ DefinitionSubstitutions. Uploads go through the template's own EventBridge patte
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import thumbhash
 from PIL import Image, ImageDraw
 
 from helpers import s3_slows_down
@@ -124,6 +127,13 @@ def test_photo_is_processed_into_every_rendition_and_a_manifest(cloud: LocalClou
     assert manifest["image"]["orientation"] == 6
     assert manifest["renditions"] == output["renditions"]
     assert manifest["execution"] == record.arn
+    # and a placeholder of the picture as shown: landscape, opaque
+    placeholder = manifest["placeholder"]
+    assert re.fullmatch(r"#[0-9a-f]{6}", placeholder["color"])
+    digest = list(base64.b64decode(placeholder["thumbhash"], validate=True))
+    aspect = thumbhash.thumb_hash_to_approximate_aspect_ratio(digest)
+    assert aspect == pytest.approx(3 / 2, abs=0.15)
+    assert thumbhash.thumb_hash_to_average_rgba(digest)[3] == 1.0
 
 
 def test_transparent_png_keeps_alpha_in_webp_and_flattens_jpeg(cloud: LocalCloud) -> None:

@@ -14,6 +14,7 @@ from imgpipe.errors import ConfigError, ImageRejected, ObjectTooLarge
 from imgpipe.imaging import render
 from imgpipe.keys import rendition_key
 from imgpipe.messages import RenditionRecord, SourceRef, facts_to_dict
+from imgpipe.placeholder import placeholder
 from imgpipe.specs import ImageFacts, RenderedImage
 from imgpipe.stages.folder import (
     clear_rejected,
@@ -36,6 +37,8 @@ class ResizeResult:
     reason: dict[str, str] | None = None
     # The rendition settings the files were made with (`RenderSettings.fingerprint`).
     fingerprint: str | None = None
+    # ThumbHash and average colour for the manifest (`imgpipe.placeholder`).
+    placeholder: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,7 @@ class ResizeResult:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "settings": {"fingerprint": self.fingerprint} if self.fingerprint else None,
+            "placeholder": self.placeholder,
         }
 
 
@@ -93,6 +97,8 @@ def render_upload(
     if isinstance(prepared, ResizeResult):
         return prepared
     facts, data_size, rendered = prepared
+    with span("placeholder"):
+        preview = placeholder(rendered, facts.has_alpha)
     ident = source.identity()
     # Cheap early exit outside the lock; the decisive checks are repeated inside it.
     if not claims.holds(ident, execution):
@@ -147,6 +153,7 @@ def render_upload(
         bytes_in=data_size,
         bytes_out=sum(r.bytes for r in records),
         fingerprint=config.render.fingerprint,
+        placeholder=preview,
     )
 
 

@@ -31,12 +31,15 @@ def build_manifest(
     execution: str | None,
     created_at: datetime,
     settings: Mapping[str, str] | None = None,
+    placeholder: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     return {
         "schema": MANIFEST_SCHEMA,
         "source": source.to_dict(),
         "image": facts_to_dict(image),
         "renditions": [r.to_dict() for r in renditions],
+        # What a page paints while the renditions load (imgpipe.placeholder).
+        "placeholder": dict(placeholder) if placeholder else None,
         # What the renditions were made with: a later rendition set has another fingerprint.
         "settings": dict(settings) if settings else None,
         "execution": execution,
@@ -57,6 +60,7 @@ def store_manifest(
     lease_s: float,
     now: datetime | None = None,
     settings: Mapping[str, str] | None = None,
+    placeholder: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Commit the rendition set: inside the key's lock, while the source is still the
     current object and this execution still holds its claim, check every rendition,
@@ -84,6 +88,7 @@ def store_manifest(
             execution=execution,
             created_at=now or datetime.now(UTC),
             settings=settings,
+            placeholder=placeholder,
         )
         store.write(
             output.bucket,
