@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -98,14 +98,18 @@ def render_animated(
     facts: ImageFacts,
     plans: list[_Plan],
     settings: RenderSettings,
+    boxes: Mapping[str, tuple[float, float, float, float]] | None = None,
 ) -> list[RenderedImage]:
-    """One animated WebP per plan; plans of one size and quality share one encode."""
-    made: dict[tuple[tuple[int, int], tuple[int, int], int], _Animation] = {}
+    """One animated WebP per plan; plans of one size, window and quality share one
+    encode. `boxes` holds each cover rendition's window in the source canvas: every
+    frame is cut with it, the way `imaging` cuts the first frame."""
+    made: dict[tuple[object, ...], _Animation] = {}
     rendered = []
     for spec, out, stored in plans:
-        key = (out, stored, spec.quality)
+        box = (boxes or {}).get(spec.name) if spec.cover else None
+        key = (out, stored, spec.quality, box)
         if key not in made:
-            made[key] = _animate(data, formats, facts, out, stored, spec.quality, settings)
+            made[key] = _animate(data, formats, facts, out, stored, spec.quality, settings, box)
         animation = made[key]
         rendered.append(
             RenderedImage(
@@ -128,6 +132,7 @@ def _animate(
     stored: tuple[int, int],
     quality: int,
     settings: RenderSettings,
+    box: tuple[float, float, float, float] | None = None,
 ) -> _Animation:
     imaging._register_plugin(_ANIMATED_OUTPUT)
     with imaging._open(data, formats) as source:
@@ -135,7 +140,7 @@ def _animate(
         # where APNG is not understood; the animation proper starts at the next frame.
         first = 1 if source.info.get("default_image") else 0
         frames = _FrameSequence(
-            _frames(source, first, facts, stored, settings),
+            _frames(source, first, facts, stored, settings, box),
             facts.frames - first,
             out,
             "RGBA" if facts.has_alpha else "RGB",
@@ -180,6 +185,7 @@ def _frames(
     facts: ImageFacts,
     stored: tuple[int, int],
     settings: RenderSettings,
+    box: tuple[float, float, float, float] | None = None,
 ) -> Iterator[tuple[Image.Image, float]]:
     """Each frame from `first` on, composited, resized, sRGB and upright, with its
     duration in milliseconds."""
@@ -205,7 +211,7 @@ def _frames(
             converters[work.mode] = srgb_converter(
                 straight, profile if isinstance(profile, bytes) and profile else None
             )
-        frame = _shrink(work, stored, converters[work.mode])
+        frame = _shrink(work, stored, converters[work.mode], box)
         if method is not None:
             frame = frame.transpose(method)
         yield frame, float(duration) if isinstance(duration, int | float) else 0.0
@@ -226,16 +232,21 @@ def _check_grown_canvas(size: tuple[int, int], facts: ImageFacts, settings: Rend
 
 
 def _shrink(
-    work: Image.Image, stored: tuple[int, int], to_srgb: Callable[[Image.Image], Image.Image]
+    work: Image.Image,
+    stored: tuple[int, int],
+    to_srgb: Callable[[Image.Image], Image.Image],
+    box: tuple[float, float, float, float] | None = None,
 ) -> Image.Image:
-    """A new image of `stored` size in sRGB: never the decoder's own, which the next
-    frame is composited onto."""
-    if work.size == stored:
+    """A new image of `stored` size in sRGB (of `box` only, when given): never the
+    decoder's own, which the next frame is composited onto."""
+    if box is None and work.size == stored:
         return to_srgb(work.copy())
     if work.mode in imaging._PREMULTIPLIED:
         # As for stills: transparent pixels carry no colour into their neighbours.
         work = work.convert(imaging._PREMULTIPLIED[work.mode])
-    small = work.resize(stored, Image.Resampling.LANCZOS, reducing_gap=imaging._REDUCING_GAP)
+    small = work.resize(
+        stored, Image.Resampling.LANCZOS, box=box, reducing_gap=imaging._REDUCING_GAP
+    )
     if small.mode in imaging._STRAIGHT:
         small = small.convert(imaging._STRAIGHT[small.mode])
     return to_srgb(small)

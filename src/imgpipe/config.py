@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from imgpipe.errors import ConfigError
 from imgpipe.specs import OUTPUT_FORMATS, SOURCE_FORMATS, RenderSettings, RenditionSpec
 
-_RENDITION_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_RENDITION = re.compile(r"([a-z0-9][a-z0-9-]{0,31}):([0-9]+)(?:x([0-9]+))?(?::(cover))?")
+_MAX_SIDE = 16384
 _HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -151,15 +152,7 @@ def _limits(env: _Env) -> Limits:
             f"choose from {', '.join(SOURCE_FORMATS)}"
         )
         raise ConfigError(msg)
-    sizes = env.text("RENDITIONS", "thumb:320,medium:1024,large:2048")
-    largest = max(
-        (
-            int(size)
-            for _, _, size in (i.partition(":") for i in sizes.split(","))
-            if size.isdigit()
-        ),
-        default=2048,
-    )
+    largest = _largest_side(env.text("RENDITIONS", "thumb:320,medium:1024,large:2048"))
     webp_output = "webp" in env.text("OUTPUT_FORMATS", "webp,jpeg").lower()
     return Limits(
         max_bytes=env.integer("MAX_SOURCE_BYTES", 50 * 1024 * 1024, minimum=1),
@@ -201,13 +194,7 @@ def parse_renditions(
     specs: list[RenditionSpec] = []
     seen: set[str] = set()
     for item in sizes.split(","):
-        name, sep, size_text = item.strip().partition(":")
-        if not sep or not _RENDITION_NAME.fullmatch(name) or not size_text.isdigit():
-            msg = (
-                f"environment variable RENDITIONS={sizes!r}: {item.strip()!r} is not "
-                "name:size (name: lowercase letters, digits, '-')"
-            )
-            raise ConfigError(msg)
+        name, size, height, cover = _rendition(item.strip(), sizes)
         if name in seen or name == "manifest":
             msg = (
                 f"environment variable RENDITIONS={sizes!r}: "
@@ -215,12 +202,50 @@ def parse_renditions(
             )
             raise ConfigError(msg)
         seen.add(name)
-        size = int(size_text)
-        if not 1 <= size <= 16384:
-            msg = f"environment variable RENDITIONS={sizes!r}: size {size} is not in 1..16384"
-            raise ConfigError(msg)
-        specs.extend(RenditionSpec(name, size, fmt, qualities[fmt]) for fmt in parsed_formats)
+        specs.extend(
+            RenditionSpec(name, size, fmt, qualities[fmt], cover=cover, height=height)
+            for fmt in parsed_formats
+        )
     return tuple(specs)
+
+
+def _rendition(item: str, sizes: str) -> tuple[str, int, int, bool]:
+    """`name:size`, `name:size:cover` or `name:WxH:cover` -> name, size, height, cover
+    (height 0 for a square or a fit)."""
+    match = _RENDITION.fullmatch(item)
+    if match is None:
+        msg = (
+            f"environment variable RENDITIONS={sizes!r}: {item!r} is not name:size, "
+            "name:size:cover or name:WxH:cover (name: lowercase letters, digits, '-')"
+        )
+        raise ConfigError(msg)
+    name, width_text, height_text, cover = match.groups()
+    if height_text is not None and cover is None:
+        msg = (
+            f"environment variable RENDITIONS={sizes!r}: {item!r} has a WxH box, which "
+            "only a cover rendition takes (name:WxH:cover)"
+        )
+        raise ConfigError(msg)
+    sides = [int(width_text)] + ([int(height_text)] if height_text is not None else [])
+    for side in sides:
+        if not 1 <= side <= _MAX_SIDE:
+            msg = f"environment variable RENDITIONS={sizes!r}: size {side} is not in 1..{_MAX_SIDE}"
+            raise ConfigError(msg)
+    height = sides[1] if len(sides) == 2 and sides[1] != sides[0] else 0
+    return name, sides[0], height, cover is not None
+
+
+def _largest_side(sizes: str) -> int:
+    """The longest side any rendition can have, before RENDITIONS is checked in full
+    (validate's memory estimate; a bad entry fails where the renditions are parsed)."""
+    sides = [
+        int(side)
+        for match in (_RENDITION.fullmatch(item.strip()) for item in sizes.split(","))
+        if match is not None
+        for side in match.group(2, 3)
+        if side is not None
+    ]
+    return max(sides, default=2048)
 
 
 def _background(env: _Env) -> tuple[int, int, int]:

@@ -37,11 +37,14 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
+from imgpipe import crop
 from imgpipe.budget import check_frames
 from imgpipe.colour import nclx_profile, srgb_converter
 from imgpipe.errors import CorruptImage, ImageRejected, TooManyPixels, UnsupportedFormat
 from imgpipe.sniff import BytesSource, sniff
 from imgpipe.specs import (
+    FOCUS_CONTENT,
+    FOCUS_METADATA,
     OUTPUT_FORMATS,
     SOURCE_FORMATS,
     ImageFacts,
@@ -162,6 +165,7 @@ def render(
     *,
     source_format: str | None = None,
     span: Callable[[str], AbstractContextManager[None]] = _no_span,
+    focus: tuple[float, float] | None = None,
 ) -> tuple[ImageFacts, list[RenderedImage]]:
     """Decode `data` once and encode one rendition per `settings.renditions` entry.
 
@@ -177,6 +181,9 @@ def render(
 
     `span(name)` wraps the "decode", "resize" and "encode" stages; callers use it for
     timings and trace subsegments without this module knowing about either.
+
+    `focus` (fractions of the upright image) centres the window of every cover
+    rendition; without it the window goes where the image has the most detail.
     """
     for spec in settings.renditions:
         _check_spec(spec)
@@ -186,25 +193,38 @@ def render(
         facts, decoded = _decode(data, settings, formats)
     # The budgets validate applied to the header, again on what the decoder counted.
     check_frames(facts, settings.max_frames, settings.max_animation_pixels)
+    windows = _windows(decoded, facts, settings, focus)
     # The animation path builds on this module's decoding helpers; imported here, not
     # at the top, so that the two modules do not import each other while loading.
     from imgpipe import animation
 
     moving = animation.animated_plans(facts, settings)
     stills = tuple(spec for spec, plan in zip(settings.renditions, moving, strict=True) if not plan)
-    made_still = iter(_derive(decoded, facts, replace(settings, renditions=stills), span))
+    made_still = iter(_derive(decoded, facts, replace(settings, renditions=stills), windows, span))
     # The first frame's decode is released before any animation pass begins.
     del decoded
     made_moving: Iterator[RenderedImage] = iter(())
     if len(stills) < len(moving):
         with _pixel_budget(settings.max_pixels), span("animate"):
             animated = [plan for plan in moving if plan]
-            made_moving = iter(animation.render_animated(data, formats, facts, animated, settings))
+            made_moving = iter(
+                animation.render_animated(
+                    data, formats, facts, animated, settings, _source_boxes(facts, windows)
+                )
+            )
     rendered = []
     for plan in moving:
         item = next(made_moving) if plan else next(made_still)
         reason = animation.still_reason(facts, item.spec, (item.width, item.height), settings)
-        rendered.append(replace(item, still_reason=reason))
+        window, chosen = windows.get(item.spec.name, (None, None))
+        rendered.append(
+            replace(
+                item,
+                still_reason=reason,
+                crop=window.as_tuple() if window is not None else None,
+                focus=chosen,
+            )
+        )
     return facts, rendered
 
 
@@ -452,7 +472,7 @@ def _draft(
     """Let libjpeg decode at 1/2, 1/4 or 1/8 scale if the largest rendition allows it."""
     width, height = im.size
     full_box = (0.0, 0.0, float(width), float(height))
-    stored_sizes = [stored for _, _, stored in _plan(width, height, orientation, settings)]
+    stored_sizes = _decode_sizes(width, height, orientation, settings)
     if not stored_sizes:
         return im, full_box
     need = max(stored_sizes, key=lambda size: size[0] * size[1])
@@ -483,9 +503,33 @@ def _plan(width: int, height: int, orientation: int, settings: RenderSettings) -
     shown = (height, width) if swap else (width, height)
     plans = []
     for spec in settings.renditions:
-        out = _fit(*shown, spec.size, settings.allow_upscale)
+        if spec.cover:
+            out = crop.cover_size(*shown, spec.box, settings.allow_upscale)[1]
+        else:
+            out = _fit(*shown, spec.size, settings.allow_upscale)
         plans.append((spec, out, (out[1], out[0]) if swap else out))
     return plans
+
+
+def _decode_sizes(
+    width: int, height: int, orientation: int, settings: RenderSettings
+) -> list[tuple[int, int]]:
+    """Per rendition, the whole stored image's size at the rendition's scale: what a
+    draft decode must keep. A cover rendition scales its window, not the whole image,
+    so it needs the image larger than its output."""
+    swap = orientation in (5, 6, 7, 8)
+    shown = (height, width) if swap else (width, height)
+    sizes = []
+    for spec, out, stored in _plan(width, height, orientation, settings):
+        if spec.cover:
+            window = crop.cover_size(*shown, spec.box, settings.allow_upscale)[0]
+            whole = (
+                -(-shown[0] * out[0] // window[0]),
+                -(-shown[1] * out[1] // window[1]),
+            )
+            stored = (whole[1], whole[0]) if swap else whole
+        sizes.append(stored)
+    return sizes
 
 
 def _fit(width: int, height: int, box: int, allow_upscale: bool) -> tuple[int, int]:
@@ -554,6 +598,7 @@ def _derive(
     decoded: _Decoded,
     facts: ImageFacts,
     settings: RenderSettings,
+    windows: dict[str, tuple[crop.Window, str]],
     span: Callable[[str], AbstractContextManager[None]],
 ) -> list[RenderedImage]:
     if decoded.upright:
@@ -562,8 +607,18 @@ def _derive(
     else:
         plans = _plan(facts.width, facts.height, facts.orientation, settings)
         method = _TRANSPOSE.get(facts.orientation)
+    boxes = _source_boxes(facts, windows, decoded.upright)
     with span("resize"):
-        resized = _resize_all(decoded, {stored for _, _, stored in plans})
+        resized = _resize_all(decoded, {stored for spec, _, stored in plans if not spec.cover})
+        # A cover is cut from the decode itself: a fit rendition has lost the margins.
+        for spec, _, stored in plans:
+            if spec.cover and (stored, spec.name) not in resized:
+                resized[stored, spec.name] = decoded.image.resize(
+                    stored,
+                    Image.Resampling.LANCZOS,
+                    box=_decoded_box(decoded, facts, boxes[spec.name]),
+                    reducing_gap=_REDUCING_GAP,
+                )
         srgb = {
             size: decoded.to_srgb(
                 image.convert(_STRAIGHT[image.mode]) if image.mode in _STRAIGHT else image
@@ -572,7 +627,8 @@ def _derive(
         }
         finished = []
         for spec, out, stored in plans:
-            image = _finish(srgb[stored], spec, settings)
+            made = srgb[(stored, spec.name) if spec.cover else stored]
+            image = _finish(made, spec, settings)
             if method is not None:
                 image = image.transpose(method)
             assert image.size == out
@@ -584,11 +640,111 @@ def _derive(
         ]
 
 
+# ----------------------------------------------------------------------------- crops
+
+# Above this long side, the detail image is first sampled (nearest) down to this many
+# times its size, so finding the detail costs ~1 ms whatever the decode (a box filter
+# over a 24 MP decode costs 25 ms). docs/imaging.md, "Crops".
+_DETAIL_SAMPLE = 4
+
+
+def _frame(decoded_upright: bool, facts: ImageFacts) -> tuple[tuple[int, int], int]:
+    """The size of the source as decoded (full scale) and the orientation still to
+    apply: libheif hands HEIF over upright."""
+    if decoded_upright:
+        return facts.oriented_size, 1
+    return (facts.width, facts.height), facts.orientation
+
+
+def _windows(
+    decoded: _Decoded,
+    facts: ImageFacts,
+    settings: RenderSettings,
+    focus: tuple[float, float] | None,
+) -> dict[str, tuple[crop.Window, str]]:
+    """Each cover rendition's window in the upright source, and what placed it."""
+    covers = [spec for spec in settings.renditions if spec.cover]
+    if not covers:
+        return {}
+    shown = facts.oriented_size
+    detail = None if focus is not None else _detail(decoded, facts)
+    chosen: dict[str, tuple[crop.Window, str]] = {}
+    for spec in covers:
+        window = crop.cover_size(*shown, spec.box, settings.allow_upscale)[0]
+        if detail is None:
+            centre, how = focus or (0.5, 0.5), FOCUS_METADATA
+        else:
+            scale = (detail.width / shown[0], detail.height / shown[1])
+            centre = crop.content_focus(detail, (window[0] * scale[0], window[1] * scale[1]))
+            how = FOCUS_CONTENT
+        chosen[spec.name] = (crop.place(*shown, window, centre), how)
+    return chosen
+
+
+def _detail(decoded: _Decoded, facts: ImageFacts) -> Image.Image:
+    """The detail map of a small, upright, greyscale copy of the decode."""
+    (width, height), orientation = _frame(decoded.upright, facts)
+    scale = min(1.0, crop.DETAIL_SIDE / max(width, height))
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image, box = decoded.image, decoded.box
+    sample = (small_size[0] * _DETAIL_SAMPLE, small_size[1] * _DETAIL_SAMPLE)
+    if image.width > 2 * sample[0] and image.height > 2 * sample[1]:
+        image = image.resize(sample, Image.Resampling.NEAREST, box=box)
+        box = (0.0, 0.0, float(sample[0]), float(sample[1]))
+    small = image.resize(small_size, Image.Resampling.BOX, box=box)
+    # Lightness alone: premultiplied and LAB samples need no conversion for that.
+    grey = small.getchannel(0) if small.mode in ("La", "LA", "LAB") else small.convert("L")
+    method = _TRANSPOSE.get(orientation)
+    return crop.detail_map(grey.transpose(method) if method is not None else grey)
+
+
+def _source_boxes(
+    facts: ImageFacts, windows: dict[str, tuple[crop.Window, str]], upright: bool = False
+) -> dict[str, tuple[float, float, float, float]]:
+    """Each window as a box of the source as decoded (before the EXIF transpose)."""
+    (width, height), orientation = _frame(upright, facts)
+    boxes = {}
+    for name, (window, _) in windows.items():
+        corners = [
+            _unorient(x, y, width, height, orientation)
+            for x, y in (
+                (window.x, window.y),
+                (window.x + window.width, window.y + window.height),
+            )
+        ]
+        xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+        boxes[name] = (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))
+    return boxes
+
+
+def _unorient(x: int, y: int, width: int, height: int, orientation: int) -> tuple[int, int]:
+    """A point of the upright image as a point of the stored one (`width` x `height`)."""
+    return {
+        2: (width - x, y),
+        3: (width - x, height - y),
+        4: (x, height - y),
+        5: (y, x),
+        6: (y, height - x),
+        7: (width - y, height - x),
+        8: (width - y, x),
+    }.get(orientation, (x, y))
+
+
+def _decoded_box(
+    decoded: _Decoded, facts: ImageFacts, box: tuple[float, float, float, float]
+) -> tuple[float, float, float, float]:
+    """A box in source pixels as a box of the decode (a JPEG draft is smaller)."""
+    (width, height), _ = _frame(decoded.upright, facts)
+    left, top, right, bottom = decoded.box
+    sx, sy = (right - left) / width, (bottom - top) / height
+    return (left + box[0] * sx, top + box[1] * sy, left + box[2] * sx, top + box[3] * sy)
+
+
 def _resize_all(
     decoded: _Decoded, sizes: set[tuple[int, int]]
-) -> dict[tuple[int, int], Image.Image]:
+) -> dict[tuple[int, int] | tuple[tuple[int, int], str], Image.Image]:
     """Every distinct output size, largest first, each from the cheapest good source."""
-    made: dict[tuple[int, int], Image.Image] = {}
+    made: dict[tuple[int, int] | tuple[tuple[int, int], str], Image.Image] = {}
     for size in sorted(sizes, key=lambda s: s[0] * s[1], reverse=True):
         source, box = decoded.image, decoded.box
         for candidate in sorted(made.values(), key=lambda im: im.width * im.height):

@@ -28,16 +28,26 @@ ANIMATED_SOURCES: frozenset[str] = frozenset({"GIF", "WEBP", "PNG"})
 
 @dataclass(frozen=True)
 class RenditionSpec:
-    """One output: a long-edge bound and an encoding.
+    """One output: a long-edge bound (or a box to fill) and an encoding.
 
     `size` bounds both sides (the image fits in a size x size box, aspect kept), so a
-    portrait and a landscape photo get the same long edge.
+    portrait and a landscape photo get the same long edge. A cover rendition fills a
+    `size` x `height` box instead, cropping what does not fit (docs/imaging.md,
+    "Crops").
     """
 
     name: str
     size: int
     format: str
     quality: int
+    cover: bool = False
+    # The cover box's height; 0 means a square (`size` x `size`).
+    height: int = 0
+
+    @property
+    def box(self) -> tuple[int, int]:
+        """The box as width x height: square for a fit rendition."""
+        return self.size, (self.height or self.size)
 
     @property
     def extension(self) -> str:
@@ -83,7 +93,7 @@ class RenderSettings:
         like. The animation cap is in: it decides whether a rendition moves.
         """
         shape = {
-            "renditions": [[r.name, r.size, r.format, r.quality] for r in self.renditions],
+            "renditions": [_spec_shape(r) for r in self.renditions],
             "background": list(self.background),
             "allow_upscale": self.allow_upscale,
             "webp_method": self.webp_method,
@@ -92,6 +102,15 @@ class RenderSettings:
         }
         canonical = json.dumps(shape, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _spec_shape(spec: RenditionSpec) -> list[object]:
+    # A fit rendition keeps the shape it always had, so fit-only sets keep their
+    # fingerprint and deployments made before crops existed do not render again.
+    shape: list[object] = [spec.name, spec.size, spec.format, spec.quality]
+    if spec.cover:
+        shape += ["cover", *spec.box]
+    return shape
 
 
 @dataclass(frozen=True)
@@ -144,7 +163,16 @@ class RenderedImage:
     # Why a rendition of an animated source (or an AVIF sequence) is its first frame
     # only: one of the `STILL_*` codes below.
     still_reason: str | None = None
+    # Cover renditions only: the window cut from the source, as (x, y, width, height)
+    # in pixels of the upright source, and what placed it (`FOCUS_*`).
+    crop: tuple[int, int, int, int] | None = None
+    focus: str | None = None
 
+
+# What placed a cover rendition's window: the uploader's `focus` metadata, or the
+# detail measured in the image itself.
+FOCUS_METADATA = "metadata"
+FOCUS_CONTENT = "content"
 
 # Reasons a rendition of an animated source carries its first frame only.
 STILL_FORMAT = "OutputFormat"

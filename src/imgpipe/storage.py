@@ -75,6 +75,15 @@ def _translate(error: ClientError, action: str) -> Exception:
 
 
 @dataclass(frozen=True)
+class StoredObject:
+    """An object's bytes and its user metadata (`x-amz-meta-*`, names lowercased, as
+    S3 returns them)."""
+
+    data: bytes
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
 class ObjectHead:
     key: str
     size: int
@@ -147,6 +156,13 @@ class ObjectStore:
         self, bucket: str, key: str, version_id: str | None = None, etag: str | None = None
     ) -> bytes | None:
         """The whole object, or None when it (that version / that ETag) is gone."""
+        found = self.read_object(bucket, key, version_id, etag)
+        return found.data if found is not None else None
+
+    def read_object(
+        self, bucket: str, key: str, version_id: str | None = None, etag: str | None = None
+    ) -> StoredObject | None:
+        """As `read`, with the user metadata GetObject returns alongside the bytes."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             kwargs["VersionId"] = version_id
@@ -156,7 +172,10 @@ class ObjectStore:
             kwargs["IfMatch"] = f'"{etag}"'
         try:
             response = self.client.get_object(**kwargs)
-            return bytes(response["Body"].read())
+            data = bytes(response["Body"].read())
+            return StoredObject(
+                data, {k.lower(): v for k, v in response.get("Metadata", {}).items()}
+            )
         except ClientError as error:
             if _code(error) in _MISSING_CODES or _code(error) == "PreconditionFailed":
                 return None

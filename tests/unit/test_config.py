@@ -149,3 +149,33 @@ def test_input_bucket_is_required_everywhere() -> None:
 def test_state_table_is_required() -> None:
     with pytest.raises(ConfigError, match="STATE_TABLE"):
         validate_config({})
+
+
+def test_cover_renditions_count_towards_the_largest_rendition_and_the_fingerprint() -> None:
+    # Given a set with a card whose box is taller than any fit rendition
+    environ = {
+        "STATE_TABLE": "t",
+        "RENDITIONS": "thumb:320,card:1200x4500:cover",
+        "INPUT_BUCKET": "uploads-in",
+        "OUTPUT_BUCKET": "renditions-out",
+    }
+    # When validate and resize read it
+    validate, resize = validate_config(environ), resize_config(environ)
+    # Then the card's long side is the largest, and both agree on the fingerprint
+    assert validate.limits.largest_rendition == 4500
+    assert [(r.name, r.cover, r.box) for r in resize.render.renditions][::2] == [
+        ("thumb", False, (320, 320)),
+        ("card", True, (1200, 4500)),
+    ]
+    assert validate.render_fingerprint == resize.render.fingerprint
+
+
+def test_a_fit_rendition_with_a_wxh_box_names_the_variable() -> None:
+    environ = {
+        "STATE_TABLE": "t",
+        "RENDITIONS": "card:1200x630",
+        "INPUT_BUCKET": "uploads-in",
+        "OUTPUT_BUCKET": "renditions-out",
+    }
+    with pytest.raises(ConfigError, match=r"RENDITIONS=.*only a cover rendition"):
+        resize_config(environ)

@@ -109,3 +109,15 @@ def test_given_a_function_that_makes_the_client_then_it_runs_once_at_the_first_c
     # Then the client was made by the first one and kept
     assert made == [s3]
     assert store.client is s3
+
+
+def test_read_object_returns_the_user_metadata_with_the_bytes(s3: Any, store: ObjectStore) -> None:
+    # Given an upload with a focus set by its uploader (x-amz-meta-focus)
+    s3.put_object(Bucket=BUCKET, Key="k.jpg", Body=b"pixels", Metadata={"Focus": "0.9,0.5"})
+    # When it is read with its metadata, and read plainly
+    found = store.read_object(BUCKET, "k.jpg")
+    # Then both give the bytes, and the metadata comes with lowercased names
+    assert found is not None
+    assert (found.data, found.metadata) == (b"pixels", {"focus": "0.9,0.5"})
+    assert store.read(BUCKET, "k.jpg") == b"pixels"
+    assert store.read_object(BUCKET, "missing.jpg") is None
