@@ -434,6 +434,7 @@ def summarise(
                     "decode_cpu_ms": _times(runs, "cpu_ms", ("decode",)),
                     "decode_1x_cpu_ms": _times(runs, "cpu_ms", ("decode_1x",)),
                     "encode_cpu_ms": _times(runs, "cpu_ms", ("encode",)),
+                    "placeholder_cpu_ms": _times(runs, "cpu_ms", ("placeholder",)),
                     "samples": len(runs),
                     "mp_per_s": info.megapixels / (floor_cpu / 1000) if floor_cpu else math.inf,
                     "outputs": [],
@@ -1310,6 +1311,9 @@ def render_reports(
         "Times are CPU time (all threads). Method: docs/performance.md.",
         "",
     ]
+    preview = result.get("placeholder")
+    if preview:
+        md += [_placeholder_line(preview), ""]
     memory = result.get("memory_50mp")
     if memory:
         md += [
@@ -1325,6 +1329,56 @@ def render_reports(
     for title, header, rows in sections:
         md += [f"## {title}", "", _md_table(header, rows), ""]
     return sections, "\n".join(md)
+
+
+PLACEHOLDER_TARGET_MS = 5.0
+
+
+def placeholder_cost(
+    images: list[ImageInfo], summary: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """CPU ms the manifest's placeholder adds to the default set: over the JPEG photos,
+    or over every image of the set when it has none."""
+
+    def measured(info: ImageInfo) -> bool:
+        return "placeholder_cpu_ms" in summary[info.name].get("floor-set", {}) and _ok(
+            summary[info.name].get("imgpipe-set")
+        )
+
+    chosen = [i for i in images if i.group == "photo" and measured(i)]
+    over = "JPEG photos >= 4 MP"
+    if not chosen:
+        chosen = [i for i in images if i.group in ("photo", "other") and measured(i)]
+        over = "images of this set"
+    if not chosen:
+        return None
+    pairs = [
+        (
+            summary[i.name]["floor-set"]["placeholder_cpu_ms"],
+            summary[i.name]["imgpipe-set"]["cpu_ms"],
+        )
+        for i in chosen
+    ]
+    times = [ms for ms, _ in pairs]
+    return {
+        "over": over,
+        "images": len(pairs),
+        "median_ms": statistics.median(times),
+        "max_ms": max(times),
+        "share_of_render": statistics.median(ms / render for ms, render in pairs),
+        "target_ms": PLACEHOLDER_TARGET_MS,
+        "met": max(times) < PLACEHOLDER_TARGET_MS,
+    }
+
+
+def _placeholder_line(preview: dict[str, Any]) -> str:
+    return (
+        f"Placeholder (ThumbHash + average colour, from the smallest rendition of the default "
+        f"set): median {preview['median_ms']:.1f} ms, slowest {preview['max_ms']:.1f} ms of CPU "
+        f"over {preview['images']} {preview['over']}, {100 * preview['share_of_render']:.1f} % "
+        f"of their render; target < {preview['target_ms']:.0f} ms: "
+        f"{'met' if preview['met'] else 'NOT met'}."
+    )
 
 
 # -------------------------------------------------------------------------------- main
@@ -1503,6 +1557,7 @@ def main(argv: list[str] | None = None) -> int:
             estimates.append(cost.estimate(slowest, memory_mb, path, f"slowest {label}"))
             break
     result["cost"] = estimates
+    result["placeholder"] = placeholder_cost(images, summary)
     result["machine"]["load_end"] = round(os.getloadavg()[0], 2)
     result["duration_s"] = time.perf_counter() - clock
 
@@ -1516,6 +1571,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "latest.md").write_text(markdown + "\n", encoding="utf-8")
     for title, header, rows in sections:
         console.print(_rich_table(title, header, rows))
+    if result["placeholder"]:
+        console.print(_placeholder_line(result["placeholder"]))
     console.print(f"results: {json_path} and {args.out / 'latest.md'}")
     return 0
 

@@ -122,6 +122,7 @@ def _imgpipe(
         from PIL import Image
 
         from imgpipe import imaging
+        from imgpipe.placeholder import placeholder
 
         settings = settings_factory()
         encoder = imaging._encode
@@ -129,6 +130,7 @@ def _imgpipe(
         # and the encoder only clears `info`), for the floor's encode-alone timing.
         handed: list[tuple[Any, Any]] = []
         facts_box: list[Any] = []
+        rendered_box: list[Any] = []
 
         def capture(image: Any, spec: Any, settings: Any) -> bytes:
             handed.append((image, spec))
@@ -142,6 +144,7 @@ def _imgpipe(
             finally:
                 imaging._encode = encoder
             facts_box[:] = [facts]
+            rendered_box[:] = rendered
             return [
                 Output(r.spec.filename, r.spec.format, r.width, r.height, r.data) for r in rendered
             ]
@@ -160,7 +163,14 @@ def _imgpipe(
             _, at_minimum = _timed(lambda: decode(1.0))
             pairs = list(handed)
             _, encode = _timed(lambda: [encoder(image, spec, settings) for image, spec in pairs])
-            return {"decode": at_gap, "decode_1x": at_minimum, "encode": encode}
+            # What the resize stage adds to the render: the manifest's placeholder.
+            _, preview = _timed(lambda: placeholder(rendered_box, facts_box[0].has_alpha))
+            return {
+                "decode": at_gap,
+                "decode_1x": at_minimum,
+                "encode": encode,
+                "placeholder": preview,
+            }
 
         return run, floor
 

@@ -95,6 +95,7 @@ def test_given_two_tiny_images_when_benchmarked_then_result_files_are_well_forme
             if candidate in floors:
                 assert entry["decode_cpu_ms"] > 0
                 assert entry["encode_cpu_ms"] > 0
+                assert entry["placeholder_cpu_ms"] > 0
                 continue
             assert entry["outputs"]
             assert all(o["bytes"] > 0 for o in entry["outputs"])
@@ -104,6 +105,11 @@ def test_given_two_tiny_images_when_benchmarked_then_result_files_are_well_forme
             result["ratios"][name]
         )
     assert len(result["summary"]["brand/logo.png"]["imgpipe-set"]["outputs"]) == 6
+    # ... what the manifest's placeholder adds to the render is reported ...
+    preview = result["placeholder"]
+    assert (preview["images"], preview["over"]) == (2, "images of this set")
+    assert preview["max_ms"] >= preview["median_ms"] > 0
+    assert "Placeholder (ThumbHash" in (out / "latest.md").read_text()
 
     # ... the correctness checks see what the seed gets wrong and the core gets right ...
     checks = result["correctness"]
