@@ -115,6 +115,11 @@ class RenditionRecord:
     # (`OutputFormat`, `MaxAnimatedRenditionPixels`, or `SourceFormat` for an AVIF
     # sequence).
     still_reason: str | None = None
+    # Cover renditions only: the window cut from the upright source
+    # ({x, y, width, height} in its pixels) and what placed it (`metadata`: the
+    # uploader's x-amz-meta-focus, `content`: the most detail).
+    crop: dict[str, int] | None = None
+    focus: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -329,3 +329,40 @@ def test_resize_refuses_an_animation_over_its_budget_by_code(
             )
         assert type(refused.value).__name__ == code
     assert "Contents" not in aws.list_objects_v2(Bucket=OUT)
+
+
+def red_object_on_grey(size: tuple[int, int], box: tuple[int, int, int, int]) -> bytes:
+    image = Image.new("RGB", size, (128, 128, 128))
+    image.paste((255, 0, 0), box)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "focus", "left"),
+    [
+        ({"focus": "0.1,0.5"}, "metadata", 0),
+        ({}, "content", 1200),
+        # A bad focus is ignored: the content decides, the upload is not rejected.
+        ({"focus": "right"}, "content", 1200),
+    ],
+)
+def test_a_cover_rendition_records_its_crop_in_the_manifest(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, metadata: dict[str, str], focus: str, left: int
+) -> None:
+    # Given a 1800 x 600 field with a red object on its right, uploaded with or without
+    # x-amz-meta-focus, and a fit and a cover rendition configured
+    monkeypatch.setenv("RENDITIONS", "thumb:64,square:64:cover")
+    monkeypatch.setenv("OUTPUT_FORMATS", "png")
+    body = red_object_on_grey((1800, 600), (1500, 250, 1540, 290))
+    aws.put_object(Bucket=IN, Key="f/field.png", Body=body, Metadata=metadata)
+    # When validate, resize and store run
+    resized, manifest = resize_and_store(aws, "f/field.png")
+    # Then the cover's window and what placed it reach the manifest; the fit has none
+    records = {r["name"]: r for r in manifest["renditions"]}
+    assert manifest["renditions"] == resized["renditions"]
+    assert (records["thumb"]["crop"], records["thumb"]["focus"]) == (None, None)
+    square = records["square"]
+    assert (square["width"], square["height"], square["focus"]) == (64, 64, focus)
+    assert square["crop"] == {"x": left, "y": 0, "width": 600, "height": 600}

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from imgpipe.budget import check_budgets
 from imgpipe.claims import ClaimTable
 from imgpipe.config import ResizeConfig
+from imgpipe.crop import parse_focus
 from imgpipe.errors import ConfigError, ImageRejected, ObjectTooLarge
 from imgpipe.imaging import render
 from imgpipe.keys import rendition_key
@@ -116,6 +117,10 @@ def render_upload(
             duration_ms=item.duration_ms,
             loop=item.loop,
             still_reason=item.still_reason,
+            crop=dict(zip(("x", "y", "width", "height"), item.crop, strict=True))
+            if item.crop is not None
+            else None,
+            focus=item.focus,
         )
         for item in rendered
     )
@@ -169,9 +174,10 @@ def _render(
         # Pillow's frame count would decode every frame of an animation to find out.
         check_budgets(image, config.limits)
     with span("download"):
-        data = store.read(source.bucket, source.key, source.version_id, source.etag)
-    if data is None:
+        found = store.read_object(source.bucket, source.key, source.version_id, source.etag)
+    if found is None:
         return _gone()
+    data = found.data
     if len(data) > config.limits.max_bytes:
         msg = f"the object is {len(data)} bytes; the limit is {config.limits.max_bytes}"
         raise ObjectTooLarge(msg)
@@ -180,6 +186,8 @@ def _render(
         config.render,
         source_format=image.format if image is not None else None,
         span=span,
+        # x-amz-meta-focus: a bad value is logged and the content decides instead.
+        focus=parse_focus(found.metadata.get("focus")),
     )
     return facts, len(data), list(rendered)
 
