@@ -24,8 +24,8 @@ from imgpipe.specs import RenderedImage
 __all__ = ["placeholder", "thumbhash"]
 
 # ThumbHash keeps at most 7 DCT terms per axis, which 24 pixels on the long side still
-# carry; the pure-Python encoder's time grows with the pixel count (~1.5 ms at 24 px,
-# ~4 ms at 32, ~50 ms at its 100-px maximum).
+# carry; the pure-Python encoder's time grows with the pixel count (~1 ms at 24 px,
+# ~10 ms at the algorithm's 100-px maximum).
 _HASH_EDGE = 24
 _WITH_ALPHA = frozenset({"WEBP", "PNG", "AVIF"})
 
