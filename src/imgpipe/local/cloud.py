@@ -1516,8 +1516,11 @@ class LocalCloud:
         content_type: str = "application/octet-stream",
         url_encode_key: bool = False,
         timeout_s: float = 120.0,
+        metadata: dict[str, str] | None = None,
     ) -> ExecutionRecord:
         """Put an object and follow it through the pipeline to the end of its execution.
+
+        `metadata` is the object's user metadata (`x-amz-meta-*`; e.g. `focus`).
 
         The upload travels the way it does in AWS: S3 emits the event, the template's
         rule matches it and the bridge starts the execution. With `url_encode_key`, the
@@ -1527,7 +1530,11 @@ class LocalCloud:
         if url_encode_key:
             with self.bridge.paused():
                 self.s3.put_object(
-                    Bucket=self.input_bucket, Key=key, Body=body, ContentType=content_type
+                    Bucket=self.input_bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType=content_type,
+                    Metadata=metadata or {},
                 )
             event = self.object_created_event(key, url_encode_key=True)
             if not self.matches_rule(event):
@@ -1536,7 +1543,11 @@ class LocalCloud:
             return self.wait(self.start(event), key, timeout_s=timeout_s)
         seen = len(self.bridge.deliveries)
         put = self.s3.put_object(
-            Bucket=self.input_bucket, Key=key, Body=body, ContentType=content_type
+            Bucket=self.input_bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            Metadata=metadata or {},
         )
         delivery = self.bridge.wait_for(
             self.input_bucket, key, put.get("VersionId"), after=seen, timeout_s=timeout_s
