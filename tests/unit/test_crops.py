@@ -305,3 +305,28 @@ def test_the_content_choice_costs_a_few_milliseconds() -> None:
 
 def test_spec_defaults_keep_fit_renditions() -> None:
     assert RenditionSpec("thumb", 320, "WEBP", 80).box == (320, 320)
+
+
+def _in_mode(mode: str) -> bytes:
+    image = _field((600, 200), (500, 80, 530, 110))
+    out = io.BytesIO()
+    if mode == "CMYK":
+        image.convert("CMYK").save(out, "JPEG")
+    elif mode == "I;16":
+        sixteen = image.convert("L").convert("I").point(lambda v: v * 257)
+        sixteen.convert("I;16").save(out, "PNG")
+    elif mode == "P":
+        image.convert("P", palette=Image.Palette.ADAPTIVE).save(out, "GIF")
+    else:
+        converted = image.convert(mode)
+        if "A" in mode:
+            converted.putalpha(Image.new("L", image.size, 200))
+        converted.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "CMYK", "I;16", "P"])
+def test_every_source_mode_gets_a_content_window(mode: str) -> None:
+    _, (made,) = render(_in_mode(mode), _settings("square:100:cover", "webp"))
+    assert (made.width, made.height, made.focus) == (100, 100, "content")
+    assert made.crop == (400, 0, 200, 200)

@@ -321,3 +321,24 @@ def test_given_truncated_heic_when_rendered_then_corrupt_image() -> None:
     for cut in (len(data) // 2, len(data) - 200):
         with pytest.raises(CorruptImage, match="damaged image"):
             one(data[:cut])
+
+
+def test_given_a_turned_heic_when_cut_to_a_square_then_the_focus_is_in_the_upright_frame() -> None:
+    # Given a HEIC stored 1000 x 3000 whose irot shows it as a 3000 x 1000 field with a
+    # red object on the right (EXIF orientation 6 turned into irot by the encoder)
+    upright = Image.new("RGB", (3000, 1000), (128, 128, 128))
+    upright.paste((255, 0, 0), (2500, 400, 2560, 460))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = heic(upright.transpose(Image.Transpose.ROTATE_90), exif=exif.tobytes())
+    settings = RenderSettings((RenditionSpec("square", 320, "PNG", 100, cover=True),))
+    for focus in ((2530 / 3000, 0.43), None):
+        # When a square is cut with the object's position as focus, and by content
+        facts, [square] = render(data, settings, source_format="HEIF", focus=focus)
+        # Then the window is the right third of the upright picture and shows the object
+        assert facts.oriented_size == (3000, 1000)
+        assert square.crop == (2000, 0, 1000, 1000)
+        with Image.open(io.BytesIO(square.data)) as image:
+            assert image.size == (320, 320)
+            red = image.convert("RGB").crop((162, 130, 178, 146))
+            assert ImageStat.Stat(red).mean[0] > 150
