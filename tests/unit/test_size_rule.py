@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from imgpipe import imaging
+from imgpipe import crop, imaging
 from imgpipe.specs import RenderSettings, RenditionSpec
 
 SIDES = st.integers(1, 100_000)
@@ -165,3 +165,39 @@ def test_given_tiny_image_when_rendered_then_encoded_size_follows_the_rule(
     expected = fit(width, height, box, allow_upscale)
     assert (rendition.width, rendition.height) == expected
     assert Image.open(io.BytesIO(rendition.data)).size == expected
+
+
+@ARITHMETIC
+@given(
+    width=SIDES,
+    height=SIDES,
+    box_w=BOXES,
+    box_h=BOXES,
+    allow_upscale=st.booleans(),
+    fx=st.floats(0, 1),
+    fy=st.floats(0, 1),
+)
+def test_given_any_shape_when_covered_then_the_window_is_inside_and_of_the_box_aspect(
+    width: int, height: int, box_w: int, box_h: int, allow_upscale: bool, fx: float, fy: float
+) -> None:
+    # Given any source, cover box and focus / When the crop rule runs
+    (win_w, win_h), (out_w, out_h) = crop.cover_size(width, height, (box_w, box_h), allow_upscale)
+    placed = crop.place(width, height, (win_w, win_h), (fx, fy))
+    # Then the window lies inside the source and fills one of its sides
+    assert 1 <= win_w <= width
+    assert 1 <= win_h <= height
+    assert win_w == width or win_h == height
+    assert 0 <= placed.x <= width - win_w
+    assert 0 <= placed.y <= height - win_h
+    # its free side is the box's aspect rounded to the nearest pixel, or 1 below that
+    if win_h == height and win_w < width:
+        exact = Fraction(height * box_w, box_h)
+        assert abs(win_w - exact) <= Fraction(1, 2) or (win_w == 1 and exact < 1)
+    elif win_w == width and win_h < height:
+        exact = Fraction(width * box_h, box_w)
+        assert abs(win_h - exact) <= Fraction(1, 2) or (win_h == 1 and exact < 1)
+    # and the output is the box, or the window itself when that is smaller (no upscale)
+    if allow_upscale or (win_w >= box_w and win_h >= box_h):
+        assert (out_w, out_h) == (box_w, box_h)
+    else:
+        assert (out_w, out_h) == (win_w, win_h)
