@@ -62,6 +62,30 @@ def jpeg_draft_scale(facts: ImageFacts, largest_rendition: int) -> int:
     return 1
 
 
+def cover_need(facts: ImageFacts, box: tuple[int, int]) -> int:
+    """The long edge the whole image must keep for a cover rendition of `box`.
+
+    The crop is cut from the largest window of the box's shape in the upright image, so
+    the whole image is needed at the window's scale, not the box's: a 6000x1000 photo cut
+    to a 400x400 square needs its 1000-pixel height at 400, i.e. the whole at 2400 wide.
+    Mirrors imaging._decode_sizes, without Pillow.
+    """
+    width, height = facts.oriented_size
+    box_w, box_h = box
+    if width * box_h >= height * box_w:
+        window = (max(1, round(height * box_w / box_h)), height)
+    else:
+        window = (width, max(1, round(width * box_h / box_w)))
+    out = box if window[0] >= box_w and window[1] >= box_h else window
+    return max(-(-width * out[0] // window[0]), -(-height * out[1] // window[1]))
+
+
+def largest_need(facts: ImageFacts, limits: Limits) -> int:
+    """The long edge a JPEG decode must keep for every rendition of the set."""
+    covers = (cover_need(facts, box) for box in limits.cover_boxes)
+    return max([limits.largest_rendition, *covers])
+
+
 def decode_bytes(facts: ImageFacts, largest_rendition: int) -> int:
     scale = jpeg_draft_scale(facts, largest_rendition)
     width, height = ceil(facts.width / scale), ceil(facts.height / scale)
@@ -119,7 +143,7 @@ def check_budgets(facts: ImageFacts, limits: Limits) -> None:
         )
         raise TooManyPixels(msg)
     check_frames(facts, limits.max_frames, limits.max_animation_pixels)
-    needed = peak_memory_mb(facts, limits.largest_rendition, limits.max_animated_pixels)
+    needed = peak_memory_mb(facts, largest_need(facts, limits), limits.max_animated_pixels)
     if needed > limits.decode_memory_mb:
         msg = (
             f"decoding {facts.width}x{facts.height} {facts.mode or facts.format} needs about "

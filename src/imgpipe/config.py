@@ -99,6 +99,9 @@ class Limits:
     # The animated-rendition cap, for the memory estimate: 0 when no rendition can move
     # (no WebP output, or the cap is 0).
     max_animated_pixels: int = 0
+    # The boxes (width, height) of the cover renditions: a crop is cut from a window of
+    # the image, so the decode it needs depends on the source's shape (budget.py).
+    cover_boxes: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,8 @@ def _limits(env: _Env) -> Limits:
             f"choose from {', '.join(SOURCE_FORMATS)}"
         )
         raise ConfigError(msg)
-    largest = _largest_side(env.text("RENDITIONS", "thumb:320,medium:1024,large:2048"))
+    renditions = env.text("RENDITIONS", "thumb:320,medium:1024,large:2048")
+    largest = _largest_side(renditions)
     webp_output = "webp" in env.text("OUTPUT_FORMATS", "webp,jpeg").lower()
     return Limits(
         max_bytes=env.integer("MAX_SOURCE_BYTES", 50 * 1024 * 1024, minimum=1),
@@ -163,6 +167,7 @@ def _limits(env: _Env) -> Limits:
         largest_rendition=largest,
         allowed_formats=formats,
         max_animated_pixels=_max_animated_pixels(env) if webp_output else 0,
+        cover_boxes=_cover_boxes(renditions),
     )
 
 
@@ -246,6 +251,17 @@ def _largest_side(sizes: str) -> int:
         if side is not None
     ]
     return max(sides, default=2048)
+
+
+def _cover_boxes(sizes: str) -> tuple[tuple[int, int], ...]:
+    """The cover renditions' boxes, read as leniently as `_largest_side`."""
+    boxes = []
+    for item in sizes.split(","):
+        match = _RENDITION.fullmatch(item.strip())
+        if match is not None and match.group(4):
+            width = int(match.group(2))
+            boxes.append((width, int(match.group(3) or width)))
+    return tuple(boxes)
 
 
 def _background(env: _Env) -> tuple[int, int, int]:

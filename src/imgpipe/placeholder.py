@@ -45,11 +45,13 @@ def placeholder(renditions: Sequence[RenderedImage], has_alpha: bool) -> dict[st
 
 
 def _smallest(renditions: Sequence[RenderedImage], has_alpha: bool) -> RenderedImage | None:
+    # The whole picture, not a cover crop of it (unless crops are all there is).
+    whole = [r for r in renditions if not r.spec.cover] or list(renditions)
     # A transparent picture's hash needs its alpha: only formats that keep it will do.
-    usable = [r for r in renditions if not has_alpha or r.spec.format in _WITH_ALPHA]
+    usable = [r for r in whole if not has_alpha or r.spec.format in _WITH_ALPHA]
     # Of equal sizes the JPEG: libjpeg decodes it at 1/8 scale.
     return min(
-        usable or renditions,
+        usable or whole,
         key=lambda r: (r.width * r.height, r.spec.format != "JPEG"),
         default=None,
     )

@@ -6,7 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from imgpipe.budget import check_budgets, jpeg_draft_scale, peak_memory_mb
+from imgpipe.budget import (
+    check_budgets,
+    cover_need,
+    jpeg_draft_scale,
+    largest_need,
+    peak_memory_mb,
+)
 from imgpipe.config import Limits, OutputLocation, ResizeConfig
 from imgpipe.errors import ConfigError, DecodeTooLarge, TooManyFrames, TooManyPixels
 from imgpipe.messages import SourceRef
@@ -30,6 +36,25 @@ def test_jpeg_decodes_at_the_smallest_scale_that_keeps_twice_the_largest_renditi
     assert jpeg_draft_scale(photo, 2048) == 2
     assert jpeg_draft_scale(photo, 320) == 8
     assert jpeg_draft_scale(ImageFacts("PNG", 8688, 5792, mode="RGB"), 320) == 1
+
+
+def test_a_cover_rendition_of_a_wide_photo_needs_its_window_not_its_box() -> None:
+    # Given a 6000x1000 panorama and a 400x400 cover square beside a 320 thumbnail
+    panorama = ImageFacts("JPEG", 6000, 1000, mode="RGB")
+    limits = replace(LIMITS, largest_rendition=400, cover_boxes=((400, 400),))
+    # Then the square is cut from a 1000x1000 window scaled to 400: the whole image is
+    # needed 2400 wide, so the decode is at full size, not at the box's 1/4
+    assert cover_need(panorama, (400, 400)) == 2400
+    assert largest_need(panorama, limits) == 2400
+    assert jpeg_draft_scale(panorama, largest_need(panorama, limits)) == 1
+    assert jpeg_draft_scale(panorama, limits.largest_rendition) == 4
+    # and EXIF-turned sources are measured upright; a source smaller than the box keeps
+    # its own size (no upscaling): the whole image at scale 1
+    turned = ImageFacts("JPEG", 1000, 6000, orientation=6, mode="RGB")
+    assert cover_need(turned, (400, 400)) == 2400
+    assert cover_need(ImageFacts("JPEG", 300, 200, mode="RGB"), (400, 400)) == 300
+    # and a fit-only set is measured as before
+    assert largest_need(panorama, LIMITS) == 2048
 
 
 def test_a_50_megapixel_jpeg_fits_the_default_resize_function() -> None:

@@ -163,6 +163,7 @@ def test_cover_renditions_count_towards_the_largest_rendition_and_the_fingerprin
     validate, resize = validate_config(environ), resize_config(environ)
     # Then the card's long side is the largest, and both agree on the fingerprint
     assert validate.limits.largest_rendition == 4500
+    assert validate.limits.cover_boxes == ((1200, 4500),)
     assert [(r.name, r.cover, r.box) for r in resize.render.renditions][::2] == [
         ("thumb", False, (320, 320)),
         ("card", True, (1200, 4500)),

@@ -104,3 +104,18 @@ def test_given_transparent_png_when_placeholder_made_then_from_an_alpha_renditio
 
 def test_given_no_renditions_then_no_placeholder() -> None:
     assert placeholder([], has_alpha=False) is None
+
+
+def test_given_a_small_cover_square_when_placeholder_made_then_from_the_whole_picture() -> None:
+    # Given a 3:1 panorama rendered as a 64-px square crop and a 1024 fit rendition
+    image = Image.new("RGB", (3000, 1000), (200, 60, 40))
+    specs = (
+        RenditionSpec("square", 64, "JPEG", 80, cover=True),
+        RenditionSpec("large", 1024, "JPEG", 80),
+    )
+    facts, renditions = render(encoded(image, "PNG"), RenderSettings(specs))
+    made = placeholder(renditions, facts.has_alpha)
+    assert made is not None
+    # Then the hash has the panorama's shape, not the square's
+    digest = list(base64.b64decode(made["thumbhash"]))
+    assert reference.thumb_hash_to_approximate_aspect_ratio(digest) > 2
