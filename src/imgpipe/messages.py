@@ -150,6 +150,8 @@ class Outcome:
     image: ImageFacts | None = None
     reason: dict[str, str] | None = None
     removed: tuple[str, ...] = ()
+    # The manifest's {"thumbhash", "color"}, for the Image Processed event.
+    placeholder: dict[str, str] | None = None
 
     @classmethod
     def skipped(cls, source: SourceRef, code: str, message: str) -> Outcome:
@@ -166,4 +168,5 @@ class Outcome:
             "image": facts_to_dict(self.image) if self.image is not None else None,
             "reason": self.reason,
             "removed": list(self.removed),
+            "placeholder": self.placeholder,
         }

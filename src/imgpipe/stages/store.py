@@ -113,4 +113,5 @@ def store_manifest(
         renditions=renditions,
         manifest={"bucket": output.bucket, "key": key},
         image=image,
+        placeholder=dict(placeholder) if placeholder else None,
     )
