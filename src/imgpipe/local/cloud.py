@@ -32,6 +32,12 @@ moto's Distributed Map reads only the first page of a `listObjectsV2` ItemReader
 fails on an empty listing; `read_s3_listing` reads every page, as AWS does. Its
 ResultWriter writes the manifest but no result file; `write_map_results` writes the
 children's outputs as AWS's SUCCEEDED_0.json too.
+
+moto reads a JSONPath state's variable reference (`"reason.$": "$rejected.reason"`)
+through a JSONata engine that it runs on a JVM it does not ship; `read_variable` reads
+it from the execution's variables, as AWS does. The putEvents task integration reaches
+moto's EventBridge (in-process through moto's stubber, in server mode through
+MOTO_PORT), whose rules deliver to SQS targets like AWS's.
 """
 
 from __future__ import annotations
@@ -66,6 +72,10 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.events.models import EventPattern, Rule
 from moto.s3 import notifications
 from moto.s3.models import S3Backend
+from moto.stepfunctions.parser.asl.component.common.query_language import QueryLanguageMode
+from moto.stepfunctions.parser.asl.component.common.string.string_expression import (
+    StringVariableSample,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
     resource_eval_s3,
 )
@@ -505,6 +515,21 @@ class ExecutionLog:
             )
 
 
+_ORIGINAL_VARIABLE_SAMPLE = StringVariableSample._eval_body
+
+
+def read_variable(sample: StringVariableSample, env: Environment) -> None:
+    """A JSONPath variable reference, `$name` or `$name.field.field`, by its value."""
+    if sample.query_language_mode != QueryLanguageMode.JSONPath:
+        _ORIGINAL_VARIABLE_SAMPLE(sample, env)
+        return
+    name, *fields = sample.expression.removeprefix("$").split(".")
+    value = env.variable_store.get(name)
+    for part in fields:
+        value = value[part]
+    env.stack.append(copy.deepcopy(value))
+
+
 def _epoch_ms(value: Any) -> int:
     """A history event's timestamp (moto's ISO 8601 text or a datetime) in epoch ms."""
     if isinstance(value, datetime):
@@ -930,6 +955,7 @@ class LocalCloud:
 
         patches += [
             mock.patch.object(StepFunctionsParserBackend, "start_execution", start_execution),
+            mock.patch.object(StringVariableSample, "_eval_body", read_variable),
             mock.patch.object(Execution, "__init__", execution_init),
             mock.patch.object(CloudWatchLoggingSession, "publish_history_log", publish_history_log),
             mock.patch.object(
