@@ -13,7 +13,19 @@ from imgpipe.errors import REJECTION_ERRORS, SKIP_ERRORS
 ASL = json.loads(
     (Path(__file__).resolve().parents[2] / "statemachine/pipeline.asl.json").read_text()
 )
-TASKS = {name: state for name, state in ASL["States"].items() if state["Type"] == "Task"}
+STATES: dict[str, Any] = ASL["States"]
+PUT_EVENTS = "arn:aws:states:::events:putEvents"
+# The Lambda tasks; the terminal states that announce a change are putEvents tasks.
+TASKS = {
+    name: state
+    for name, state in STATES.items()
+    if state["Type"] == "Task" and state["Resource"] != PUT_EVENTS
+}
+ANNOUNCEMENTS = {
+    "Processed": "Image Processed",
+    "Rejected": "Image Rejected",
+    "Forgotten": "Image Deleted",
+}
 
 
 def test_rejection_catches_match_the_domain_errors() -> None:
@@ -95,6 +107,43 @@ def test_nothing_can_hang() -> None:
         assert "States.Timeout" in _retrier(state, "Sandbox.Timedout")["ErrorEquals"], name
     assert 0 < ASL["TimeoutSeconds"] <= 3600
     assert ASL["TimeoutSeconds"] > max(s["TimeoutSeconds"] for s in TASKS.values())
+    for name in ANNOUNCEMENTS:
+        assert isinstance(STATES[name]["TimeoutSeconds"], int), name
+
+
+def test_each_real_change_ends_in_one_event_on_the_configured_bus() -> None:
+    # Processed, Rejected and Forgotten keep their names and end the execution; each
+    # publishes exactly one entry, and keeps the execution output it had as a Succeed
+    # or Pass state (ResultPath null, or Rejected's shape rebuilt from its variable)
+    putters = {n for n, s in STATES.items() if s.get("Resource") == PUT_EVENTS}
+    assert putters == set(ANNOUNCEMENTS)
+    for name, detail_type in ANNOUNCEMENTS.items():
+        state = STATES[name]
+        assert state["End"] is True, name
+        (entry,) = state["Parameters"]["Entries"]
+        assert entry["EventBusName"] == "${EventBusName}", name
+        assert entry["Source"] == "${EventSource}", name
+        assert entry["DetailType"] == detail_type, name
+    assert STATES["Processed"]["ResultPath"] is None
+    assert (STATES["Forgotten"]["ResultPath"], STATES["Forgotten"]["OutputPath"]) == (
+        None,
+        "$.forget",
+    )
+    assert STATES["Rejected"]["ResultSelector"]["status"] == "rejected"
+    # Skipped deletions and skips announce nothing
+    assert STATES["Skipped"]["Type"] == "Pass"
+    assert STATES["NothingForgotten"]["Type"] == "Succeed"
+
+
+def test_a_lost_event_is_retried_then_fails_the_execution() -> None:
+    for name in ANNOUNCEMENTS:
+        state = STATES[name]
+        retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
+        assert {"EventBridge.AmazonEventBridgeException", "EventBridge.FailedEntry"} <= retried
+        assert "States.ALL" not in retried, name
+        assert all(r["JitterStrategy"] == "FULL" and r["BackoffRate"] > 1 for r in state["Retry"])
+        assert state["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name
+        assert state["Catch"][-1]["Next"] == "PipelineFailed", name
 
 
 def test_functions_are_only_referenced_through_substitutions() -> None:
@@ -104,6 +153,8 @@ def test_functions_are_only_referenced_through_substitutions() -> None:
         "ResizeFunctionArn",
         "StoreFunctionArn",
         "ForgetFunctionArn",
+        "EventBusName",
+        "EventSource",
     }
 
 

@@ -564,3 +564,24 @@ def test_backfill_lists_the_input_prefix_and_writes_only_its_results(
         "states:StartExecution",
         "arn:aws:states:us-east-1:123456789012:stateMachine:imgpipe",
     )
+
+
+@pytest.mark.parametrize("bus", ["default", "apps"])
+def test_the_state_machines_publish_on_the_configured_bus_only(
+    cfn: dict[str, Any], parameters: dict[str, str], bus: str
+) -> None:
+    # Given: the pipeline's and the backfill's roles with EventBusName set; Then: each may
+    # put events on that bus of its own account and Region, on no other bus, and no
+    # function may publish at all (the state machine announces, after the manifest)
+    stack = with_params(DEFAULT_PREFIXES, {**parameters, "EventBusName": bus})
+    here = "arn:aws:events:us-east-1:123456789012:event-bus"
+    for role in ("ImagePipelineRole", "BackfillStateMachineRole"):
+        policy = statements(cfn, role, stack)
+        assert allowed(policy, "events:PutEvents", f"{here}/{bus}"), role
+        for other in (f"{here}/someone-else", f"{here}/{bus}-other", "*"):
+            assert not allowed(policy, "events:PutEvents", other), (role, other)
+        elsewhere = f"arn:aws:events:eu-west-1:123456789012:event-bus/{bus}"
+        assert not allowed(policy, "events:PutEvents", elsewhere), role
+    for function in FUNCTIONS:
+        policy = statements(cfn, f"{function}Role", stack)
+        assert not allowed(policy, "events:PutEvents", f"{here}/{bus}"), function

@@ -674,7 +674,7 @@ LOG_DELIVERY_ACTIONS = [
 ]
 
 
-def test_state_machine_may_invoke_the_four_functions_and_deliver_its_logs_only(
+def test_state_machine_may_invoke_the_four_functions_deliver_its_logs_and_publish_only(
     cfn: dict[str, Any],
 ) -> None:
     role = cfn["Resources"]["ImagePipeline"]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
@@ -689,14 +689,24 @@ def test_state_machine_may_invoke_the_four_functions_and_deliver_its_logs_only(
         assert template == LAMBDA_INVOKE_ARN
         invoked.add(variables["functionName"]["Ref"])
     assert invoked == set(FUNCTIONS)
-    # The only other statement: CloudWatch Logs delivery for the execution log.
+    # The only other statements: CloudWatch Logs delivery for the execution log, and
+    # the downstream events on the configured bus (test_least_privilege evaluates it).
     assert others == [
+        {
+            "Sid": "AnnounceChanges",
+            "Effect": "Allow",
+            "Action": "events:PutEvents",
+            "Resource": {
+                "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}"
+                ":event-bus/${EventBusName}"
+            },
+        },
         {
             "Sid": "DeliverExecutionLogs",
             "Effect": "Allow",
             "Action": LOG_DELIVERY_ACTIONS,
             "Resource": "*",
-        }
+        },
     ]
     # Tracing is the only managed policy: X-Ray segments, no other service.
     assert managed(cfn, role) == {"arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"}
@@ -1091,7 +1101,7 @@ def test_outputs_name_buckets_state_machine_and_dead_letter_queue(sam: dict[str,
 # ---------------------------------------------------------------- state machine wiring
 
 
-def test_definition_substitutions_are_exactly_the_four_function_aliases(
+def test_definition_substitutions_are_the_four_function_aliases_and_the_event_bus(
     sam: dict[str, Any], cfn: dict[str, Any]
 ) -> None:
     props = sam["Resources"]["ImagePipeline"]["Properties"]
@@ -1105,11 +1115,13 @@ def test_definition_substitutions_are_exactly_the_four_function_aliases(
         "StoreFunctionArn",
         "ForgetFunctionArn",
     }
-    assert props["DefinitionSubstitutions"] == expected
+    events = {"EventBusName": {"Ref": "EventBusName"}, "EventSource": {"Ref": "EventSource"}}
+    assert props["DefinitionSubstitutions"] == {**expected, **events}
     # and SAM hands CloudFormation the aliases it publishes, next to the uploaded definition
     machine = cfn["Resources"]["ImagePipeline"]["Properties"]
     assert machine["DefinitionSubstitutions"] == {
-        f"{f}Arn": {"Ref": f"{f}Aliaslive"} for f in FUNCTIONS
+        **{f"{f}Arn": {"Ref": f"{f}Aliaslive"} for f in FUNCTIONS},
+        **events,
     }
     for function in FUNCTIONS:
         alias = cfn["Resources"][f"{function}Aliaslive"]
