@@ -195,8 +195,9 @@ def _download(cloud: LocalCloud, output: dict[str, Any], out_dir: Path) -> dict[
     return produced
 
 
-def local_up(port: int, ready_file: Path | None) -> int:
+def local_up(port: int, ready_file: Path | None, *, follow_events: bool = False) -> int:
     from imgpipe.local.cloud import REGION, LocalCloud
+    from imgpipe.local.events import EventFollower, describe
 
     console = _console()
     stop = threading.Event()
@@ -236,7 +237,9 @@ def local_up(port: int, ready_file: Path | None) -> int:
             f"--state-machine-arn {cloud.backfill_state_machine_arn} --input '{backfill}'",
             soft_wrap=True,
         )
-        console.print("\nCtrl-C stops it. Finished executions are listed below.\n")
+        follower = EventFollower(cloud) if follow_events else None
+        listed = "executions and the events they publish" if follower else "executions"
+        console.print(f"\nCtrl-C stops it. Finished {listed} are listed below.\n")
         if ready_file is not None:
             ready_file.write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
         reported = 0
@@ -249,6 +252,8 @@ def local_up(port: int, ready_file: Path | None) -> int:
                 reported >= len(cloud.bridge.deliveries) or time.monotonic() > drain_until
             ):
                 break
+            for event in follower.poll() if follower else ():
+                console.print(f"[cyan]event[/] {escape(describe(event))}", soft_wrap=True)
             deliveries = cloud.bridge.deliveries
             while reported < len(deliveries):
                 delivery = deliveries[reported]
@@ -279,7 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     up = local_commands.add_parser("up", help="serve the local cloud until interrupted")
     up.add_argument("--port", type=int, default=4566, help="loopback port (0: any free port)")
     up.add_argument("--ready-file", type=Path, help="write endpoint and names here as JSON")
-    up.set_defaults(handler=lambda args: local_up(args.port, args.ready_file))
+    up.add_argument(
+        "--follow-events",
+        action="store_true",
+        help="print each Image Processed/Rejected/Deleted event as an application receives it",
+    )
+    up.set_defaults(
+        handler=lambda args: local_up(args.port, args.ready_file, follow_events=args.follow_events)
+    )
 
     from imgpipe.ops.cli import add_commands
 

@@ -35,6 +35,7 @@ def test_plain_boto3_upload_to_the_running_endpoint_is_processed(tmp_path: Path)
             "0",
             "--ready-file",
             str(ready),
+            "--follow-events",
         ],
         cwd=tmp_path,
         env=env,
@@ -49,14 +50,23 @@ def test_plain_boto3_upload_to_the_running_endpoint_is_processed(tmp_path: Path)
             assert time.monotonic() < deadline, "local up did not become ready"
             time.sleep(0.1)
         facts: dict[str, Any] = json.loads(ready.read_text())
-        # Given only the endpoint, When a plain boto3 client uploads a photo
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=facts["endpoint_url"],
+        # Given only the endpoint, and an application's queue subscribed to the
+        # pipeline's events on the default bus
+        session = boto3.Session(
             region_name=facts["region"],
             aws_access_key_id="anything",
             aws_secret_access_key="anything",
         )
+        s3 = session.client("s3", endpoint_url=facts["endpoint_url"])
+        sqs = session.client("sqs", endpoint_url=facts["endpoint_url"])
+        events = session.client("events", endpoint_url=facts["endpoint_url"])
+        queue = sqs.create_queue(QueueName="app")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+        events.put_rule(Name="app", EventPattern=json.dumps({"source": ["imgpipe"]}))
+        events.put_targets(
+            Rule="app", Targets=[{"Id": "q", "Arn": queue_arn["Attributes"]["QueueArn"]}]
+        )
+        # When a plain boto3 client uploads a photo
         s3.put_object(Bucket=facts["input_bucket"], Key="boto/cat.jpg", Body=jpeg(900, 600))
         # Then its manifest and renditions appear in the output bucket
         manifest = None
@@ -75,8 +85,20 @@ def test_plain_boto3_upload_to_the_running_endpoint_is_processed(tmp_path: Path)
             sizes[rendition["key"]] = Image.open(io.BytesIO(data)).size
         assert sizes["boto/cat.jpg/thumb.webp"] == (320, 213)
         assert sizes["boto/cat.jpg/large.jpg"] == (900, 600)
+        # And the application hears of it once, through EventBridge
+        received: list[dict[str, Any]] = []
+        while not received:
+            assert time.monotonic() < deadline, "no Image Processed arrived"
+            reply = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)
+            received += [json.loads(m["Body"]) for m in reply.get("Messages", [])]
+            time.sleep(0.1)
+        (event,) = received
+        assert event["detail-type"] == "Image Processed"
+        assert event["detail"]["manifest"]["key"] == "boto/cat.jpg/manifest.json"
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "boto/cat.jpg" in output
+    # --follow-events printed the event as the application received it
+    assert "Image Processed  boto/cat.jpg" in output
