@@ -7,14 +7,17 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import jsonschema
 import pytest
+from moto.events.models import EventsBackend
 
 from helpers import jpeg
 from imgpipe.errors import REJECTION_ERRORS
 from imgpipe.local.cloud import LocalCloud
 
+ASL = "statemachine/pipeline.asl.json"
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs/schemas"
 SCHEMA_OF = {
     "Image Processed": "image-processed.json",
@@ -158,3 +161,29 @@ def test_the_schemas_name_every_rejection_code() -> None:
     assert set(codes) == set(REJECTION_ERRORS)
     for name in SCHEMA_OF.values():
         jsonschema.Draft202012Validator.check_schema(json.loads((SCHEMAS / name).read_text()))
+
+
+def test_an_event_eventbridge_never_takes_fails_the_execution_after_retries(
+    cloud: LocalCloud, app: Subscriber
+) -> None:
+    # Given EventBridge refusing every entry (PutEvents answers FailedEntryCount 1)
+    calls: list[int] = []
+
+    def refuse(backend: EventsBackend, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        calls.append(len(events))
+        return [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"} for _ in events]
+
+    # When a photo is processed
+    with mock.patch.object(EventsBackend, "put_events", refuse):
+        record = cloud.upload("events/unheard.jpg", jpeg(200, 100))
+    # Then the manifest is written, Processed publishes with backoff, and a lost event
+    # fails the execution in PipelineFailed (redrive would publish it again)
+    assert record.status == "FAILED"
+    assert record.states_entered()[-2:] == ["Processed", "PipelineFailed"]
+    assert record.error == "EventBridge.FailedEntry"
+    retrier = json.loads((Path(__file__).resolve().parents[2] / ASL).read_text())["States"][
+        "Processed"
+    ]["Retry"][0]
+    assert calls == [1] * (1 + retrier["MaxAttempts"])
+    cloud.s3.head_object(Bucket=cloud.output_bucket, Key="events/unheard.jpg/manifest.json")
+    assert app.received(1, timeout_s=1.0) == []
