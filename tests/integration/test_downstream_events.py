@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -186,4 +187,33 @@ def test_an_event_eventbridge_never_takes_fails_the_execution_after_retries(
     ]["Retry"][0]
     assert calls == [1] * (1 + retrier["MaxAttempts"])
     cloud.s3.head_object(Bucket=cloud.output_bucket, Key="events/unheard.jpg/manifest.json")
+    assert app.received(1, timeout_s=1.0) == []
+
+
+def test_a_backfill_announces_what_it_renders_and_nothing_up_to_date(
+    cloud: LocalCloud, app: Subscriber
+) -> None:
+    # Given a photo in the bucket from before the stack (no upload event)
+    key = "events-backfill/old.jpg"
+    with cloud.bridge.paused():
+        cloud.s3.put_object(Bucket=cloud.input_bucket, Key=key, Body=jpeg(120, 80))
+
+    def backfill(mode: str) -> None:
+        arn = cloud.sfn.start_execution(
+            stateMachineArn=cloud.backfill_state_machine_arn,
+            name=str(uuid.uuid4()),
+            input=json.dumps(
+                {"bucket": cloud.input_bucket, "prefix": "events-backfill/", "mode": mode}
+            ),
+        )["executionArn"]
+        assert cloud.wait(arn, key).status == "SUCCEEDED"
+
+    # When a backfill renders it, Then consumers hear of the new renditions
+    backfill("all")
+    (event,) = app.received(1)
+    assert event["detail-type"] == "Image Processed"
+    assert_valid(event)
+    assert event["detail"]["source"]["key"] == key
+    # When a backfill of what is missing finds it up to date, Then nothing is published
+    backfill("missing")
     assert app.received(1, timeout_s=1.0) == []
