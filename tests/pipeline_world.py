@@ -106,11 +106,12 @@ class PausableStore(ObjectStore):
         self._pauses.check("head", key)
         return super().head(bucket, key, version_id)
 
-    def read(
+    def read_object(
         self, bucket: str, key: str, version_id: str | None = None, etag: str | None = None
-    ) -> bytes | None:
+    ) -> Any:
+        # `read` goes through here too: one pause point for every GetObject.
         self._pauses.check("read", key)
-        return super().read(bucket, key, version_id, etag)
+        return super().read_object(bucket, key, version_id, etag)
 
     def write(self, bucket: str, key: str, data: bytes, **kwargs: Any) -> None:
         self._pauses.check("write", key)
