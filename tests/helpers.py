@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -14,6 +18,24 @@ from PIL import Image
 
 if TYPE_CHECKING:
     from imgpipe.local.cloud import LocalCloud
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_check_layer() -> ModuleType:
+    """layers/check_layer.py, which runs standalone in the SAM virtualenv (not a package
+    module), loaded once per process."""
+    loaded = sys.modules.get("check_layer")
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location("check_layer", ROOT / "layers" / "check_layer.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["check_layer"] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
 
 
 def jpeg(width: int = 64, height: int = 48, colour: tuple[int, int, int] = (10, 120, 200)) -> bytes:

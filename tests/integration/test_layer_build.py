@@ -9,19 +9,19 @@ seconds.
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pillow_heif
 import pytest
 from PIL import Image
+
+from helpers import load_check_layer
 
 # One xdist worker builds the layers once for the whole module.
 pytestmark = [pytest.mark.network, pytest.mark.xdist_group(name="layer-build")]
@@ -38,17 +38,7 @@ ATTACHED = {
 }
 
 
-def _load_check_layer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_layer", ROOT / "layers" / "check_layer.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_layer"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-check_layer = _load_check_layer()
+check_layer = load_check_layer()
 
 
 def _python_with_pip() -> str:

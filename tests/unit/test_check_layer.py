@@ -9,17 +9,16 @@ on layers built from the real wheels.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from helpers import load_check_layer
 
 ROOT = Path(__file__).resolve().parents[2]
 AARCH64 = 183
@@ -31,17 +30,7 @@ LIBDE265 = "pi_heif.libs/libde265-784fb6f3.so.0.2.0"
 LIBX265 = "libx265-f7a03873.so.217"
 
 
-def _load_check_layer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_layer", ROOT / "layers" / "check_layer.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_layer"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-check_layer = _load_check_layer()
+check_layer = load_check_layer()
 TARGET = check_layer.Target("python3.13", "arm64")
 
 
