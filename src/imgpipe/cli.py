@@ -195,6 +195,14 @@ def _download(cloud: LocalCloud, output: dict[str, Any], out_dir: Path) -> dict[
     return produced
 
 
+def write_ready_file(path: Path, facts: dict[str, Any]) -> None:
+    """Written whole, then renamed into place: whoever waits for the file to appear
+    never reads it half-written."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
 def local_up(port: int, ready_file: Path | None, *, follow_events: bool = False) -> int:
     from imgpipe.local.cloud import REGION, LocalCloud
     from imgpipe.local.events import EventFollower, describe
@@ -241,7 +249,7 @@ def local_up(port: int, ready_file: Path | None, *, follow_events: bool = False)
         listed = "executions and the events they publish" if follower else "executions"
         console.print(f"\nCtrl-C stops it. Finished {listed} are listed below.\n")
         if ready_file is not None:
-            ready_file.write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+            write_ready_file(ready_file, facts)
         reported = 0
         drain_until: float | None = None
         while True:

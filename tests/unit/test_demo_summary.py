@@ -1,8 +1,12 @@
-"""The demo table's rendition column (`imgpipe demo`)."""
+"""What `imgpipe demo` and `imgpipe local up` write for people and scripts."""
 
 from __future__ import annotations
 
-from imgpipe.cli import _summarise
+import json
+from pathlib import Path
+from typing import Any
+
+from imgpipe.cli import _summarise, write_ready_file
 
 
 def test_given_animated_webp_beside_still_jpeg_when_summarised_then_frames_are_named() -> None:
@@ -13,3 +17,24 @@ def test_given_animated_webp_beside_still_jpeg_when_summarised_then_frames_are_n
         {"name": "large", "width": 400, "height": 240, "format": "JPEG"},
     ]
     assert _summarise(renditions) == "thumb 320x192 webp (24 frames)+jpeg\nlarge 400x240 jpeg"
+
+
+def test_the_ready_file_appears_only_complete(tmp_path: Path, monkeypatch: Any) -> None:
+    # Given a waiter that looks at the ready file whenever anything is written
+    ready = tmp_path / "ready.json"
+    seen: list[str] = []
+    write_text = Path.write_text
+
+    def watched(self: Path, *args: Any, **kwargs: Any) -> int:
+        seen.append(ready.read_text() if ready.exists() else "<absent>")
+        written = write_text(self, *args, **kwargs)
+        seen.append(ready.read_text() if ready.exists() else "<absent>")
+        return written
+
+    monkeypatch.setattr(Path, "write_text", watched)
+    # When local up writes it
+    write_ready_file(ready, {"endpoint": "http://127.0.0.1:4566"})
+    # Then the waiter never saw it half-written: absent, then whole
+    assert seen == ["<absent>", "<absent>"]
+    assert json.loads(ready.read_text()) == {"endpoint": "http://127.0.0.1:4566"}
+    assert list(tmp_path.iterdir()) == [ready]
