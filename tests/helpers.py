@@ -1,11 +1,15 @@
-"""Small image builders shared by the tests (fixtures are generated, never copied in)."""
+"""Builders and runners shared by the tests (fixtures are generated, never copied in)."""
 
 from __future__ import annotations
 
 import importlib.util
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,3 +96,42 @@ class CliRun:
 
 
 Imgpipe = Callable[..., CliRun]
+
+
+@dataclass
+class LocalUp:
+    """A running `imgpipe local up`: what its ready file announced, the deadline the
+    test's waits share, and (once stopped) everything it printed."""
+
+    facts: dict[str, Any]
+    deadline: float
+    output: str = ""
+
+
+@contextmanager
+def local_up(folder: Path, *options: str, timeout_s: float = 90) -> Iterator[LocalUp]:
+    """`imgpipe local up --port 0` in a subprocess, ready; stopped with SIGTERM after,
+    and it must then exit 0."""
+    ready = folder / "ready.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    command = [sys.executable, "-m", "imgpipe.cli", "local", "up", "--port", "0"]
+    process = subprocess.Popen(
+        [*command, "--ready-file", str(ready), *options],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = LocalUp({}, time.monotonic() + timeout_s)
+    try:
+        while not ready.exists():
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < served.deadline, "local up did not become ready"
+            time.sleep(0.1)
+        served.facts = json.loads(ready.read_text())
+        yield served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        served.output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, served.output

@@ -5,10 +5,6 @@ rendering path once per object."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,7 +21,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resou
     ResourceRuntimePart,
 )
 
-from helpers import jpeg
+from helpers import jpeg, local_up
 from imgpipe.local.cloud import (
     ACCOUNT,
     BACKFILL_STATE_MACHINE,
@@ -255,23 +251,8 @@ def test_the_item_reader_lists_every_page_of_the_prefix(cloud: LocalCloud) -> No
 
 
 def test_local_up_serves_the_backfill_machine(tmp_path: Path) -> None:
-    ready = tmp_path / "ready.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgpipe.cli", "local", "up", "--port", "0", "--ready-file", ready],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not ready.exists():
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "local up did not become ready"
-            time.sleep(0.1)
-        facts: dict[str, Any] = json.loads(ready.read_text())
+    with local_up(tmp_path) as served:
+        facts, deadline = served.facts, served.deadline
         # Given the backfill machine the endpoint announces
         arn = facts["backfill_state_machine_arn"]
         sfn = boto3.client(
@@ -294,9 +275,5 @@ def test_local_up_serves_the_backfill_machine(tmp_path: Path) -> None:
             status = sfn.describe_execution(executionArn=execution)["status"]
         # Then it succeeds
         assert status == "SUCCEEDED"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
     assert arn.endswith(":stateMachine:imgpipe-local-backfill")
-    assert arn in output
+    assert arn in served.output

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,40 +12,14 @@ import boto3
 import pytest
 from PIL import Image
 
-from helpers import jpeg
+from helpers import jpeg, local_up
 
 pytestmark = pytest.mark.xdist_group("local-up")
 
 
 def test_plain_boto3_upload_to_the_running_endpoint_is_processed(tmp_path: Path) -> None:
-    ready = tmp_path / "ready.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "imgpipe.cli",
-            "local",
-            "up",
-            "--port",
-            "0",
-            "--ready-file",
-            str(ready),
-            "--follow-events",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not ready.exists():
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "local up did not become ready"
-            time.sleep(0.1)
-        facts: dict[str, Any] = json.loads(ready.read_text())
+    with local_up(tmp_path, "--follow-events") as served:
+        facts, deadline = served.facts, served.deadline
         # Given only the endpoint, and an application's queue subscribed to the
         # pipeline's events on the default bus
         session = boto3.Session(
@@ -95,10 +65,6 @@ def test_plain_boto3_upload_to_the_running_endpoint_is_processed(tmp_path: Path)
         (event,) = received
         assert event["detail-type"] == "Image Processed"
         assert event["detail"]["manifest"]["key"] == "boto/cat.jpg/manifest.json"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
-    assert "boto/cat.jpg" in output
+    assert "boto/cat.jpg" in served.output
     # --follow-events printed the event as the application received it
-    assert "Image Processed  boto/cat.jpg" in output
+    assert "Image Processed  boto/cat.jpg" in served.output
